@@ -1,0 +1,60 @@
+//! Time and size retention (`retention.ms`, `retention.bytes`): whole segments are deleted from the
+//! old end of the log, and the log start offset moves to the first one kept.
+
+use crate::error::Result;
+use crate::log::Log;
+
+impl Log {
+    /// Deletes the oldest segments whose newest record is older than `retention.ms`, or that take
+    /// the log over `retention.bytes`. The active segment goes too once it is expired (it is rolled
+    /// first, as Kafka does). Returns how many segments were deleted.
+    pub fn enforce_retention(&mut self, now_ms: i64) -> Result<usize> {
+        let config = self.config().clone();
+        let sizes: Vec<(u64, i64, bool)> = self
+            .segments()
+            .map(|s| (s.size(), s.max_timestamp().0, s.is_empty()))
+            .collect();
+
+        let by_time = if config.retention_ms < 0 {
+            0
+        } else {
+            sizes
+                .iter()
+                .take_while(|&&(_, max_ts, empty)| !empty && now_ms.saturating_sub(max_ts) > config.retention_ms)
+                .count()
+        };
+        let by_size = if config.retention_bytes < 0 {
+            0
+        } else {
+            let mut excess = self.size_bytes() as i64 - config.retention_bytes;
+            sizes
+                .iter()
+                .take_while(|&&(size, _, empty)| {
+                    let delete = !empty && excess - size as i64 >= 0;
+                    excess -= size as i64;
+                    delete
+                })
+                .count()
+        };
+        let count = by_time.max(by_size);
+        if count == 0 {
+            return Ok(0);
+        }
+        if count == sizes.len() {
+            self.roll()?;
+        }
+        let Some(&first_kept) = self.segment_base_offsets().get(count) else {
+            return Ok(0);
+        };
+        tracing::info!(
+            dir = %self.dir().display(),
+            segments = count,
+            by_time,
+            by_size,
+            new_log_start = first_kept,
+            "retention deletes segments"
+        );
+        self.set_log_start_offset(first_kept.max(self.log_start_offset()))?;
+        Ok(count)
+    }
+}
