@@ -100,6 +100,11 @@ impl LeaderEpochCache {
         }
     }
 
+    /// The epoch in force at `offset`, by this history.
+    pub fn epoch_for(&self, offset: u64) -> Option<i32> {
+        self.entries.iter().rev().find(|&&(_, s)| s <= offset).map(|e| e.0)
+    }
+
     pub fn save(&self) -> Result<()> {
         let mut payload = Vec::with_capacity(4 + 12 * self.entries.len());
         payload.extend_from_slice(&(self.entries.len() as u32).to_be_bytes());
@@ -174,6 +179,7 @@ mod tests {
         assert!(!c.assign(0, 6), "older epoch is ignored");
         assert!(c.assign(3, 10));
         assert!(c.assign(4, 25));
+        assert_eq!(c.epoch_for(12), Some(3));
         assert!(c.truncate_from_end(25));
         assert_eq!(c.entries(), &[(1, 0), (3, 10)]);
         assert!(c.truncate_from_start(12));

@@ -290,6 +290,11 @@ impl Log {
     /// uses it), and writes them in one go.
     pub fn append(&mut self, batches: &mut [u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo> {
         self.check_online()?;
+        if leader_epoch < 0 {
+            return Err(StorageError::InvalidBatch {
+                reason: format!("leader epoch {leader_epoch} is negative"),
+            });
+        }
         let mut headers = batch::split_batches(batches)?;
         let log_append_time = (self.config.message_timestamp_type == TimestampType::LogAppendTime).then_some(now_ms);
         let mut next = self.log_end_offset();
@@ -335,6 +340,11 @@ impl Log {
                 return Err(StorageError::NonContiguousOffset {
                     expected,
                     got: header.base_offset.max(0) as u64,
+                });
+            }
+            if header.partition_leader_epoch < 0 {
+                return Err(StorageError::InvalidBatch {
+                    reason: "replicated batch without a leader epoch".into(),
                 });
             }
             expected = header.last_offset() as u64 + 1;
@@ -431,13 +441,14 @@ impl Log {
             }
             let mut buf = seg.read(position, max_bytes.max(first.total_size()))?;
             let mut at = 0;
+            let mut expected_base = first.base_offset;
             while buf.len() - at >= HEADER_SIZE {
                 let header = BatchHeader::parse(&buf[at..])?;
                 let end = at + header.total_size();
                 if end > buf.len() || header.last_offset() as u64 >= upper {
                     break;
                 }
-                if let Err(e) = batch::validate(&buf[at..end]) {
+                if let Err(e) = batch::validate(&buf[at..end]).and_then(|h| self.check_placement(&h, expected_base)) {
                     tracing::error!(dir = %self.dir.display(), offset = header.base_offset, error = %e, "refusing to serve a corrupt batch");
                     if at == 0 {
                         return Err(e);
@@ -445,11 +456,31 @@ impl Log {
                     break;
                 }
                 at = end;
+                expected_base = header.last_offset() + 1;
             }
             buf.truncate(at);
             return Ok(buf.freeze());
         }
         Ok(Bytes::new())
+    }
+
+    /// The checks the CRC cannot make: a batch must start where the previous one ended and carry
+    /// the leader epoch that the epoch history says was in force at its offset.
+    fn check_placement(&self, header: &BatchHeader, expected_base: i64) -> Result<()> {
+        if header.base_offset != expected_base {
+            return Err(StorageError::corrupt(format!(
+                "batch claims base offset {} where {expected_base} belongs",
+                header.base_offset
+            )));
+        }
+        let epoch = self.epochs.epoch_for(header.base_offset as u64);
+        if epoch.is_some_and(|e| e != header.partition_leader_epoch) {
+            return Err(StorageError::corrupt(format!(
+                "batch at offset {} carries leader epoch {} but epoch {epoch:?} was in force",
+                header.base_offset, header.partition_leader_epoch
+            )));
+        }
+        Ok(())
     }
 
     fn segment_for(&self, offset: u64) -> Option<&Segment> {
@@ -530,7 +561,15 @@ impl Log {
             return Ok(leo);
         }
         let floor_exists = self.segments.range(..offset).next_back().is_some();
-        let restart = offset <= self.log_start_offset || !floor_exists;
+        // Truncation cuts whole batches, so the cut lands at the start of the batch holding
+        // `offset`; if that is below the log start, nothing visible survives.
+        let cut_at = self
+            .segment_for(offset)
+            .map(|s| s.find_batch(offset))
+            .transpose()?
+            .flatten();
+        let below_start = cut_at.is_some_and(|(_, h)| (h.base_offset as u64) < self.log_start_offset);
+        let restart = offset <= self.log_start_offset || !floor_exists || below_start;
         let doomed: Vec<u64> = if restart {
             self.segments.keys().copied().collect()
         } else {
@@ -543,10 +582,17 @@ impl Log {
         }
         let new_end = if restart {
             // Nothing below `offset` survives: start over there, as Kafka's truncateFullyAndStartAt.
-            let seg = Segment::create(&self.dir, offset, &self.config)?;
-            self.segments.insert(offset, seg);
-            self.log_start_offset = offset;
-            offset
+            // Below the log start Kafka starts over at the target; a cut that only reaches below
+            // it (from inside the batch holding the log start) keeps the log start.
+            let start = if offset > self.log_start_offset && floor_exists {
+                self.log_start_offset
+            } else {
+                offset
+            };
+            let seg = Segment::create(&self.dir, start, &self.config)?;
+            self.segments.insert(start, seg);
+            self.log_start_offset = start;
+            start
         } else {
             let base = self.active_base();
             let config = self.config.clone();

@@ -250,36 +250,58 @@ impl Segment {
     }
 
     /// The position and header of the first batch whose last offset is `>= offset`, if any.
-    /// A stale or corrupt index entry is detected (the header found there must be the indexed
-    /// batch) and answered by a scan from the segment start.
+    /// Batches in a segment are dense (each starts right after the one before), so every header
+    /// passed is checked against the offset it must start at: a flipped bit in the base offset,
+    /// which the CRC does not cover, is caught here. A stale index entry falls back to a scan
+    /// from the segment start.
     pub fn find_batch(&self, offset: u64) -> Result<Option<(u64, BatchHeader)>> {
         let (indexed_offset, position) = self.offset_index.lookup(offset);
         if position > 0 {
-            match self.read_header_at(position) {
-                Ok(h) if h.base_offset as u64 == indexed_offset => return self.scan_from(position, offset),
-                _ => tracing::warn!(segment = %self.log_path.display(), "offset index entry does not match the log"),
+            match self.scan_from(position, indexed_offset, offset) {
+                Ok(found) => return Ok(found),
+                Err(e) => {
+                    tracing::warn!(segment = %self.log_path.display(), error = %e, "offset index entry does not match the log")
+                }
             }
         }
-        self.scan_from(0, offset)
+        self.scan_from(0, self.base_offset, offset)
     }
 
-    fn scan_from(&self, mut position: u64, offset: u64) -> Result<Option<(u64, BatchHeader)>> {
+    fn scan_from(&self, mut position: u64, mut expected_base: u64, offset: u64) -> Result<Option<(u64, BatchHeader)>> {
         while position < self.size {
             let header = self.read_header_at(position)?;
+            if header.base_offset != expected_base as i64 || header.last_offset() as u64 >= self.next_offset {
+                return Err(StorageError::corrupt(format!(
+                    "batch at position {position} of {} claims base offset {} where {expected_base} belongs",
+                    self.log_path.display(),
+                    header.base_offset
+                )));
+            }
             if header.last_offset() as u64 >= offset {
                 return Ok(Some((position, header)));
             }
+            expected_base = header.last_offset() as u64 + 1;
             position += header.total_size() as u64;
         }
         Ok(None)
     }
 
-    /// Finds the first batch whose max timestamp is `>= timestamp`.
+    /// Finds the first batch whose max timestamp is `>= timestamp`. The time index entry used is
+    /// checked against the batch it names before it is trusted.
     pub fn find_batch_by_time(&self, timestamp: i64) -> Result<Option<(u64, BatchHeader)>> {
         if self.max_timestamp < timestamp {
             return Ok(None);
         }
-        let start_offset = self.time_index.lookup(timestamp);
+        let start_offset = match self.time_index.lookup(timestamp) {
+            Some((entry_ts, offset)) => match self.find_batch(offset)? {
+                Some((_, h)) if h.base_offset as u64 == offset && h.max_timestamp == entry_ts => offset,
+                _ => {
+                    tracing::warn!(segment = %self.log_path.display(), "time index entry does not match the log");
+                    self.base_offset
+                }
+            },
+            None => self.base_offset,
+        };
         let mut next = self.find_batch(start_offset)?;
         while let Some((pos, header)) = next {
             if header.max_timestamp >= timestamp {

@@ -65,13 +65,13 @@ impl TimeIndex {
         self.file.push(&e);
     }
 
-    /// The offset to start scanning from for the first record with timestamp `>= timestamp`:
-    /// the offset of the last entry whose timestamp is `<= timestamp`, or the segment start.
-    pub fn lookup(&self, timestamp: i64) -> u64 {
-        match self.file.floor_by(timestamp, |e| decode(e).0) {
-            Some(i) => self.base_offset + u64::from(decode(self.file.entry(i)).1),
-            None => self.base_offset,
-        }
+    /// Where to start scanning for the first record with timestamp `>= timestamp`: the last entry
+    /// whose timestamp is `<= timestamp`, as `(its timestamp, its offset)`; `None` means the
+    /// segment start.
+    pub fn lookup(&self, timestamp: i64) -> Option<(i64, u64)> {
+        let i = self.file.floor_by(timestamp, |e| decode(e).0)?;
+        let (ts, rel) = decode(self.file.entry(i));
+        Some((ts, self.base_offset + u64::from(rel)))
     }
 
     pub fn last(&self) -> Option<(i64, u64)> {
@@ -134,10 +134,10 @@ mod tests {
         idx.maybe_append(1000, 50);
         idx.maybe_append(900, 60); // older timestamp: skipped
         idx.maybe_append(2000, 70);
-        assert_eq!(idx.lookup(999), 50);
-        assert_eq!(idx.lookup(1000), 50);
-        assert_eq!(idx.lookup(1999), 50);
-        assert_eq!(idx.lookup(5000), 70);
+        assert_eq!(idx.lookup(999), None);
+        assert_eq!(idx.lookup(1000), Some((1000, 50)));
+        assert_eq!(idx.lookup(1999), Some((1000, 50)));
+        assert_eq!(idx.lookup(5000), Some((2000, 70)));
         assert_eq!(idx.last(), Some((2000, 70)));
         idx.trim().unwrap();
         drop(idx);

@@ -1,0 +1,2 @@
+//! Helpers shared by the storage integration tests.
+pub mod batches;
