@@ -1,2 +1,12 @@
-//! The Kafka wire protocol for Skiff: framing, version negotiation and error codes on top of the
-//! `kafka-protocol` crate. Filled in by the single-node broker work (issue 3); empty until then.
+//! The Kafka wire protocol for Skiff: length-prefixed framing with a hard size limit, request
+//! header and body decoding, and response encoding, all through the `kafka-protocol` crate. It knows
+//! nothing of topics or logs; the broker decides which APIs and versions it serves.
+
+pub mod frame;
+pub mod request;
+pub mod response;
+
+pub use frame::{FrameDecoder, FrameError, SOCKET_REQUEST_MAX_BYTES_DEFAULT};
+pub use kafka_protocol;
+pub use request::{DecodeError, Request, RequestPrefix};
+pub use response::{EncodeError, encode_api_versions_fallback, encode_response};

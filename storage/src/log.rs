@@ -728,6 +728,12 @@ impl Log {
     /// Clean shutdown: flush, trim the active indexes, checkpoint, and leave the marker that lets
     /// the next open skip recovery.
     pub fn close(mut self, now_ms: i64) -> Result<()> {
+        self.shutdown(now_ms)
+    }
+
+    /// `close` for a log that others still hold: afterwards it refuses writes, so nothing can
+    /// land behind the clean-shutdown marker.
+    pub fn shutdown(&mut self, now_ms: i64) -> Result<()> {
         self.flush(now_ms)?;
         for seg in self.segments.values_mut() {
             seg.flush_all()?;
@@ -741,7 +747,9 @@ impl Log {
         fs::File::create(&marker)
             .and_then(|f| f.sync_all())
             .io_context("write clean-shutdown marker", &marker)?;
-        checkpoint::sync_dir(&self.dir)
+        checkpoint::sync_dir(&self.dir)?;
+        self.offline = Some("the log was shut down".to_string());
+        Ok(())
     }
 
     /// Deletes the log and its directory (topic deletion).

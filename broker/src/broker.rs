@@ -1,0 +1,289 @@
+//! The broker's state: its config, the topic registry and the partitions it hosts. Topic changes
+//! go through here so that the registry on disk and the open logs never disagree.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use kafka_protocol::ResponseError;
+use skiff_protocol::kafka_protocol;
+use uuid::Uuid;
+
+use crate::config::BrokerConfig;
+use crate::error::ApiError;
+use crate::partition::Partition;
+use crate::topic_config;
+use crate::topics::{self, Topic, TopicRegistry};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Registry(#[from] topics::RegistryError),
+    #[error("opening partition {topic}-{partition}: {source}")]
+    Partition {
+        topic: String,
+        partition: i32,
+        source: skiff_storage::StorageError,
+    },
+    #[error("{0}")]
+    Io(String),
+}
+
+#[derive(Debug)]
+pub struct Broker {
+    pub config: BrokerConfig,
+    pub cluster_id: String,
+    topics: RwLock<TopicRegistry>,
+    partitions: RwLock<HashMap<(String, i32), Arc<Partition>>>,
+}
+
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|p| p.into_inner())
+}
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Broker {
+    /// Opens the data directory: cluster id, topic registry, and every partition's log
+    /// (recovering those that were not closed cleanly).
+    pub fn open(config: BrokerConfig) -> Result<Arc<Self>, StartError> {
+        let meta = config.data_dir.join("meta");
+        let registry = TopicRegistry::load(&meta)?;
+        let cluster_id = load_or_create_cluster_id(&meta)?;
+        let broker = Broker {
+            config,
+            cluster_id,
+            topics: RwLock::new(registry),
+            partitions: RwLock::new(HashMap::new()),
+        };
+        let topics: Vec<Topic> = read(&broker.topics).iter().cloned().collect();
+        for topic in &topics {
+            for p in 0..topic.partitions {
+                broker.open_partition(topic, p)?;
+            }
+        }
+        tracing::info!(topics = topics.len(), dir = %broker.config.data_dir.display(), "data directory loaded");
+        Ok(Arc::new(broker))
+    }
+
+    fn partition_dir(&self, topic: &str, index: i32) -> PathBuf {
+        self.config.data_dir.join(format!("{topic}-{index}"))
+    }
+
+    fn open_partition(&self, topic: &Topic, index: i32) -> Result<Arc<Partition>, StartError> {
+        let log_config = topic_config::log_config(&self.config, &topic.configs);
+        let dir = self.partition_dir(&topic.name, index);
+        let partition = Partition::open(&dir, &topic.name, topic.id, index, log_config).map_err(|source| {
+            StartError::Partition {
+                topic: topic.name.clone(),
+                partition: index,
+                source,
+            }
+        })?;
+        write(&self.partitions).insert((topic.name.clone(), index), Arc::clone(&partition));
+        Ok(partition)
+    }
+
+    pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
+        read(&self.partitions).get(&(topic.to_string(), index)).cloned()
+    }
+
+    pub fn topic(&self, name: &str) -> Option<Topic> {
+        read(&self.topics).get(name).cloned()
+    }
+
+    pub fn topic_by_id(&self, id: Uuid) -> Option<Topic> {
+        read(&self.topics).get_by_id(id).cloned()
+    }
+
+    pub fn topics(&self) -> Vec<Topic> {
+        read(&self.topics).iter().cloned().collect()
+    }
+
+    /// Validates a topic creation without performing it (CreateTopics' `validate_only`, and the
+    /// first half of `create_topic`).
+    pub fn check_new_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: &BTreeMap<String, String>,
+    ) -> Result<(), ApiError> {
+        topics::validate_name(name).map_err(|m| ApiError::new(ResponseError::InvalidTopicException, m))?;
+        if read(&self.topics).get(name).is_some() {
+            return Err(ApiError::new(
+                ResponseError::TopicAlreadyExists,
+                format!("topic {name} already exists"),
+            ));
+        }
+        if partitions < 1 {
+            return Err(ApiError::new(
+                ResponseError::InvalidPartitions,
+                "number of partitions must be at least 1",
+            ));
+        }
+        if replication_factor != 1 {
+            return Err(ApiError::new(
+                ResponseError::InvalidReplicationFactor,
+                format!("replication factor {replication_factor} is larger than the 1 available broker"),
+            ));
+        }
+        for (k, v) in configs {
+            topic_config::validate(k, v).map_err(|m| ApiError::new(ResponseError::InvalidConfig, m))?;
+        }
+        Ok(())
+    }
+
+    /// Creates a topic and opens its partitions.
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+        internal: bool,
+    ) -> Result<Topic, ApiError> {
+        self.check_new_topic(name, partitions, 1, &configs)?;
+        let topic = Topic {
+            name: name.to_string(),
+            id: Uuid::new_v4(),
+            partitions,
+            configs,
+            internal,
+        };
+        {
+            let mut registry = write(&self.topics);
+            if registry.get(name).is_some() {
+                return Err(ApiError::new(
+                    ResponseError::TopicAlreadyExists,
+                    format!("topic {name} already exists"),
+                ));
+            }
+            // Leftovers of an earlier topic of the same name must not come back.
+            for p in 0..partitions {
+                let dir = self.partition_dir(name, p);
+                if dir.exists() {
+                    std::fs::remove_dir_all(&dir)
+                        .map_err(|e| ApiError::new(ResponseError::KafkaStorageError, e.to_string()))?;
+                }
+            }
+            registry
+                .put(topic.clone())
+                .map_err(|e| ApiError::new(ResponseError::KafkaStorageError, e.to_string()))?;
+        }
+        for p in 0..partitions {
+            self.open_partition(&topic, p)
+                .map_err(|e| ApiError::new(ResponseError::KafkaStorageError, e.to_string()))?;
+        }
+        tracing::info!(topic = name, partitions, "created topic");
+        Ok(topic)
+    }
+
+    /// Deletes a topic: forgets it, then removes its data.
+    pub fn delete_topic(&self, name: &str) -> Result<Topic, ApiError> {
+        let topic = write(&self.topics)
+            .remove(name)
+            .map_err(|e| ApiError::new(ResponseError::KafkaStorageError, e.to_string()))?
+            .ok_or_else(|| ApiError::new(ResponseError::UnknownTopicOrPartition, format!("unknown topic {name}")))?;
+        let removed: Vec<Arc<Partition>> = {
+            let mut parts = write(&self.partitions);
+            (0..topic.partitions)
+                .filter_map(|p| parts.remove(&(name.to_string(), p)))
+                .collect()
+        };
+        for partition in removed {
+            partition.with_log(|log| {
+                let dir = log.dir().to_path_buf();
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    tracing::error!(dir = %dir.display(), error = %e, "could not remove deleted topic's data");
+                }
+            });
+        }
+        tracing::info!(topic = name, "deleted topic");
+        Ok(topic)
+    }
+
+    /// Grows a topic to `total` partitions.
+    pub fn add_partitions(&self, name: &str, total: i32) -> Result<Topic, ApiError> {
+        let topic = {
+            let mut registry = write(&self.topics);
+            let mut topic = registry.get(name).cloned().ok_or_else(|| {
+                ApiError::new(ResponseError::UnknownTopicOrPartition, format!("unknown topic {name}"))
+            })?;
+            if total <= topic.partitions {
+                return Err(ApiError::new(
+                    ResponseError::InvalidPartitions,
+                    format!(
+                        "topic {name} has {} partitions; the new count must be larger",
+                        topic.partitions
+                    ),
+                ));
+            }
+            topic.partitions = total;
+            registry
+                .put(topic.clone())
+                .map_err(|e| ApiError::new(ResponseError::KafkaStorageError, e.to_string()))?;
+            topic
+        };
+        for p in 0..total {
+            if self.partition(name, p).is_none() {
+                self.open_partition(&topic, p)
+                    .map_err(|e| ApiError::new(ResponseError::KafkaStorageError, e.to_string()))?;
+            }
+        }
+        Ok(topic)
+    }
+
+    /// Replaces a topic's config overrides (already validated) and applies them to its logs.
+    pub fn set_topic_configs(&self, name: &str, configs: BTreeMap<String, String>) -> Result<Topic, ApiError> {
+        let topic = {
+            let mut registry = write(&self.topics);
+            let mut topic = registry.get(name).cloned().ok_or_else(|| {
+                ApiError::new(ResponseError::UnknownTopicOrPartition, format!("unknown topic {name}"))
+            })?;
+            topic.configs = configs;
+            registry
+                .put(topic.clone())
+                .map_err(|e| ApiError::new(ResponseError::KafkaStorageError, e.to_string()))?;
+            topic
+        };
+        let log_config = topic_config::log_config(&self.config, &topic.configs);
+        for p in 0..topic.partitions {
+            if let Some(partition) = self.partition(name, p) {
+                partition.with_log(|log| log.set_config(log_config.clone()))?;
+            }
+        }
+        Ok(topic)
+    }
+
+    pub fn all_partitions(&self) -> Vec<Arc<Partition>> {
+        read(&self.partitions).values().cloned().collect()
+    }
+
+    /// Clean shutdown of every log.
+    pub fn shutdown(&self) {
+        for partition in self.all_partitions() {
+            if let Err(e) = partition.shutdown() {
+                tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "unclean close");
+            }
+        }
+    }
+}
+
+fn load_or_create_cluster_id(meta: &std::path::Path) -> Result<String, StartError> {
+    use std::io::Write;
+    let path = meta.join("cluster.id");
+    if let Ok(id) = std::fs::read_to_string(&path)
+        && !id.trim().is_empty()
+    {
+        return Ok(id.trim().to_string());
+    }
+    let id = Uuid::new_v4().simple().to_string();
+    let written = std::fs::File::create(&path).and_then(|mut f| {
+        f.write_all(id.as_bytes())?;
+        f.sync_all()
+    });
+    written.map_err(|e| StartError::Io(format!("{}: {e}", path.display())))?;
+    skiff_storage::checkpoint::sync_dir(meta).map_err(|e| StartError::Io(e.to_string()))?;
+    Ok(id)
+}

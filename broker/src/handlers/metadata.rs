@@ -1,0 +1,109 @@
+//! Metadata: the brokers (just this one on a single node) and the requested topics with their
+//! partitions' leader, replicas and ISR. Unknown topics are created when both the client and
+//! `auto.create.topics.enable` allow it, as Kafka does.
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
+use skiff_protocol::kafka_protocol;
+use uuid::Uuid;
+
+use super::{Ctx, str_bytes, topic_name};
+use crate::topics::Topic;
+
+/// The first version whose topics carry their id.
+const TOPIC_ID_VERSION: i16 = 10;
+/// The first version whose partitions carry the leader epoch.
+const LEADER_EPOCH_VERSION: i16 = 7;
+/// Kafka's "authorized operations were not requested" marker.
+const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+
+pub fn handle(ctx: &Ctx<'_>, request: MetadataRequest) -> MetadataResponse {
+    let broker = ctx.broker;
+    let me = BrokerId(broker.config.node_id);
+    // v0 has no null topic list: an empty one means "all topics".
+    let wanted = match request.topics {
+        Some(t) if !(t.is_empty() && ctx.version == 0) => Some(t),
+        _ => None,
+    };
+    let auto_create = broker.config.auto_create_topics && (ctx.version < 4 || request.allow_auto_topic_creation);
+    let topics = match wanted {
+        None => broker.topics().iter().map(|t| describe(ctx, t)).collect(),
+        Some(requested) => requested
+            .into_iter()
+            .map(|rt| match rt.name {
+                Some(name) => {
+                    let name = name.0.to_string();
+                    match broker.topic(&name) {
+                        Some(t) => describe(ctx, &t),
+                        None if auto_create => {
+                            match broker.create_topic(&name, broker.config.num_partitions, Default::default(), false) {
+                                Ok(t) => describe(ctx, &t),
+                                Err(e) if e.code == ResponseError::TopicAlreadyExists => match broker.topic(&name) {
+                                    Some(t) => describe(ctx, &t),
+                                    None => error_topic(Some(&name), Uuid::nil(), e.code),
+                                },
+                                Err(e) => error_topic(Some(&name), Uuid::nil(), e.code),
+                            }
+                        }
+                        None => error_topic(Some(&name), Uuid::nil(), ResponseError::UnknownTopicOrPartition),
+                    }
+                }
+                None => match broker.topic_by_id(rt.topic_id) {
+                    Some(t) => describe(ctx, &t),
+                    None => error_topic(None, rt.topic_id, ResponseError::UnknownTopicId),
+                },
+            })
+            .collect(),
+    };
+    MetadataResponse::default()
+        .with_brokers(vec![
+            MetadataResponseBroker::default()
+                .with_node_id(me)
+                .with_host(str_bytes(&broker.config.advertised_host))
+                .with_port(i32::from(broker.config.advertised_port)),
+        ])
+        .with_cluster_id(Some(str_bytes(&broker.cluster_id)))
+        .with_controller_id(me)
+        .with_topics(topics)
+        .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+}
+
+fn describe(ctx: &Ctx<'_>, topic: &Topic) -> MetadataResponseTopic {
+    let me = BrokerId(ctx.broker.config.node_id);
+    let partitions = (0..topic.partitions)
+        .map(|p| {
+            let epoch = ctx
+                .broker
+                .partition(&topic.name, p)
+                .map_or(0, |part| part.leader_epoch());
+            let epoch = if ctx.version >= LEADER_EPOCH_VERSION { epoch } else { -1 };
+            MetadataResponsePartition::default()
+                .with_partition_index(p)
+                .with_leader_id(me)
+                .with_leader_epoch(epoch)
+                .with_replica_nodes(vec![me])
+                .with_isr_nodes(vec![me])
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(topic_name(&topic.name)))
+        .with_topic_id(if ctx.version >= TOPIC_ID_VERSION {
+            topic.id
+        } else {
+            Uuid::nil()
+        })
+        .with_is_internal(topic.internal)
+        .with_partitions(partitions)
+        .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+}
+
+fn error_topic(name: Option<&str>, id: Uuid, code: ResponseError) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_error_code(code.code())
+        .with_name(name.map(topic_name))
+        .with_topic_id(id)
+        .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+}

@@ -1,0 +1,112 @@
+//! `skiff`: start a Kafka-compatible broker. With no flags it keeps its data in `./data` and
+//! listens on port 9092.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use skiff_broker::broker::Broker;
+use skiff_broker::clock::now_ms;
+use skiff_broker::config::BrokerConfig;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+
+#[derive(Debug, Parser)]
+#[command(name = "skiff", version, about = "A Kafka-compatible log broker")]
+struct Args {
+    /// Where partitions and metadata live (Kafka's log.dirs).
+    #[arg(long, env = "SKIFF_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    /// Address to accept Kafka clients on.
+    #[arg(long, env = "SKIFF_LISTEN", default_value = "0.0.0.0:9092")]
+    listen: SocketAddr,
+    /// host:port clients are told to connect to (Kafka's advertised.listeners); defaults to the
+    /// listen address, with localhost for 0.0.0.0.
+    #[arg(long, env = "SKIFF_ADVERTISED")]
+    advertised: Option<String>,
+    /// This broker's id (Kafka's node.id).
+    #[arg(long, env = "SKIFF_NODE_ID", default_value_t = 0)]
+    node_id: i32,
+    /// Any broker config by its Kafka name, e.g. --set num.partitions=8 --set log.retention.ms=3600000
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    settings: Vec<String>,
+}
+
+fn config_from(args: &Args) -> anyhow::Result<BrokerConfig> {
+    let mut config = BrokerConfig::new(args.data_dir.clone(), args.listen);
+    config.node_id = args.node_id;
+    if let Some(adv) = &args.advertised {
+        let (host, port) = adv.rsplit_once(':').context("--advertised must be host:port")?;
+        config.advertised_host = host.to_string();
+        config.advertised_port = port.parse().context("--advertised port is not a number")?;
+    }
+    for setting in &args.settings {
+        let (name, value) = setting
+            .split_once('=')
+            .with_context(|| format!("--set {setting}: expected NAME=VALUE"))?;
+        config
+            .set(name.trim(), value.trim())
+            .map_err(|e| anyhow::anyhow!("--set {setting}: {e}"))?;
+    }
+    Ok(config)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let config = config_from(&args)?;
+    let listen = config.listen;
+    let broker = tokio::task::spawn_blocking(move || Broker::open(config)).await??;
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(
+        %listen,
+        advertised = %format!("{}:{}", broker.config.advertised_host, broker.config.advertised_port),
+        cluster_id = %broker.cluster_id,
+        "skiff is ready"
+    );
+
+    let (stop, stopped) = watch::channel(false);
+    let server = tokio::spawn(skiff_broker::server::serve(broker.clone(), listener, stopped.clone()));
+    tokio::spawn(retention_loop(broker.clone(), stopped));
+
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+    tracing::info!("shutting down");
+    let _ = stop.send(true);
+    let _ = server.await;
+    tokio::task::spawn_blocking(move || broker.shutdown()).await?;
+    tracing::info!("logs closed cleanly");
+    Ok(())
+}
+
+/// `log.retention.check.interval.ms`: deletes expired segments of every partition.
+async fn retention_loop(broker: std::sync::Arc<Broker>, mut stopped: watch::Receiver<bool>) {
+    let every = Duration::from_millis(broker.config.log_retention_check_interval_ms.max(100));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {},
+            _ = stopped.changed() => return,
+        }
+        let b = broker.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for p in b.all_partitions() {
+                if let Err(e) = p.with_log(|log| log.enforce_retention(now_ms())) {
+                    tracing::error!(topic = %p.topic, partition = p.index, error = %e, "retention failed");
+                }
+            }
+        })
+        .await;
+    }
+}
