@@ -141,7 +141,7 @@ impl Segment {
             }
             seg.recover(config, on_batch)?
         };
-        seg.rolling_timestamp = seg.first_batch_timestamp()?;
+        seg.rolling_timestamp = seg.first_batch_timestamp();
         Ok((seg, report))
     }
 
@@ -347,11 +347,19 @@ impl Segment {
         Ok(())
     }
 
-    fn first_batch_timestamp(&self) -> Result<Option<i64>> {
+    /// The first batch's timestamp, for `segment.ms`. A damaged header only costs an early roll
+    /// (reads of that batch are refused by their own checks), so it must not stop the open.
+    fn first_batch_timestamp(&self) -> Option<i64> {
         if self.size == 0 {
-            return Ok(None);
+            return None;
         }
-        Ok(Some(self.read_header_at(0)?.max_timestamp))
+        match self.read_header_at(0) {
+            Ok(h) => Some(h.max_timestamp),
+            Err(e) => {
+                tracing::warn!(segment = %self.log_path.display(), error = %e, "first batch header is unreadable");
+                None
+            }
+        }
     }
 
     /// Reads every batch from the start, checking structure, CRC32C and offset order; rebuilds both
