@@ -8,6 +8,9 @@ step() { printf '\n==> %s\n' "$*"; }
 
 # Debian packages the tests use; installed only when missing.
 APT_PACKAGES=()
+# --- e2e (tests/e2e): Debian packages the real-client tests use ---
+APT_PACKAGES+=(kcat)
+# --- end e2e ---
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -18,6 +21,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 
+# --- e2e (tests/e2e): Python venv with the real Kafka clients; pip runs only when requirements changed ---
+E2E_REQ=tests/e2e/requirements.txt
+E2E_STAMP=.venv/.e2e-requirements.sha256
+[ -x .venv/bin/python ] || { step "creating .venv"; python3 -m venv .venv; }
+if [ "$(cat "$E2E_STAMP" 2>/dev/null)" != "$(sha256sum "$E2E_REQ" | cut -d' ' -f1)" ]; then
+  step "pip install -r $E2E_REQ"
+  .venv/bin/pip install -q --disable-pip-version-check -r "$E2E_REQ"
+  sha256sum "$E2E_REQ" | cut -d' ' -f1 >"$E2E_STAMP"
+fi
+# --- end e2e ---
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -26,3 +40,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "tests"
 cargo nextest run --workspace --locked --no-fail-fast
+
+# --- e2e (tests/e2e): the broker binary against real Kafka clients (confluent-kafka, kafka-python, kcat) ---
+step "e2e: cargo build -p skiff-broker"
+cargo build -q -p skiff-broker --locked
+step "e2e: pytest tests/e2e"
+.venv/bin/python -m pytest -q tests/e2e
+# --- end e2e ---

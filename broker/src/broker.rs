@@ -35,6 +35,10 @@ pub struct Broker {
     pub cluster_id: String,
     topics: RwLock<TopicRegistry>,
     partitions: RwLock<HashMap<(String, i32), Arc<Partition>>>,
+    /// Hands out producer ids for InitProducerId, never the same one twice.
+    pub producer_ids: crate::producer_ids::ProducerIdManager,
+    /// Consumer groups and their committed offsets.
+    pub groups: crate::group_coordinator::GroupCoordinator,
 }
 
 fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
@@ -52,16 +56,30 @@ impl Broker {
         let registry = TopicRegistry::load(&meta)?;
         let cluster_id = load_or_create_cluster_id(&meta)?;
         let broker = Broker {
+            groups: crate::group_coordinator::GroupCoordinator::new(
+                crate::group_coordinator::CoordinatorConfig::from_broker(&config),
+            ),
             config,
             cluster_id,
             topics: RwLock::new(registry),
             partitions: RwLock::new(HashMap::new()),
+            producer_ids: crate::producer_ids::ProducerIdManager::open(&meta)
+                .map_err(|e| StartError::Io(e.to_string()))?,
         };
         let topics: Vec<Topic> = read(&broker.topics).iter().cloned().collect();
         for topic in &topics {
             for p in 0..topic.partitions {
                 broker.open_partition(topic, p)?;
             }
+        }
+        // Never reissue an id the partitions still track, even if the persisted mark was lost.
+        if let Some(max) = broker
+            .all_partitions()
+            .iter()
+            .filter_map(|p| p.producer_states().max_producer_id())
+            .max()
+        {
+            broker.producer_ids.ensure_above(max);
         }
         tracing::info!(topics = topics.len(), dir = %broker.config.data_dir.display(), "data directory loaded");
         Ok(Arc::new(broker))
@@ -117,12 +135,7 @@ impl Broker {
                 format!("topic {name} already exists"),
             ));
         }
-        if partitions < 1 {
-            return Err(ApiError::new(
-                ResponseError::InvalidPartitions,
-                "number of partitions must be at least 1",
-            ));
-        }
+        check_partition_count(partitions)?;
         if replication_factor != 1 {
             return Err(ApiError::new(
                 ResponseError::InvalidReplicationFactor,
@@ -210,6 +223,7 @@ impl Broker {
             let mut topic = registry.get(name).cloned().ok_or_else(|| {
                 ApiError::new(ResponseError::UnknownTopicOrPartition, format!("unknown topic {name}"))
             })?;
+            check_partition_count(total)?;
             if total <= topic.partitions {
                 return Err(ApiError::new(
                     ResponseError::InvalidPartitions,
@@ -234,25 +248,49 @@ impl Broker {
         Ok(topic)
     }
 
-    /// Replaces a topic's config overrides (already validated) and applies them to its logs.
-    pub fn set_topic_configs(&self, name: &str, configs: BTreeMap<String, String>) -> Result<Topic, ApiError> {
-        let topic = {
-            let mut registry = write(&self.topics);
-            let mut topic = registry.get(name).cloned().ok_or_else(|| {
-                ApiError::new(ResponseError::UnknownTopicOrPartition, format!("unknown topic {name}"))
-            })?;
-            topic.configs = configs;
-            registry
-                .put(topic.clone())
-                .map_err(|e| ApiError::new(ResponseError::KafkaStorageError, e.to_string()))?;
-            topic
+    /// Read-modify-write of a topic's config overrides, atomic with respect to other changes:
+    /// `change` maps the current overrides to the new ones, which are validated, applied to the
+    /// topic's logs, and only then persisted (the logs are put back if persisting fails).
+    pub fn update_topic_configs(
+        &self,
+        name: &str,
+        validate_only: bool,
+        change: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, ApiError>,
+    ) -> Result<Topic, ApiError> {
+        let mut registry = write(&self.topics);
+        let mut topic = registry
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ApiError::new(ResponseError::UnknownTopicOrPartition, format!("unknown topic {name}")))?;
+        let configs = change(&topic.configs)?;
+        for (k, v) in &configs {
+            topic_config::validate(k, v).map_err(|m| ApiError::new(ResponseError::InvalidConfig, m))?;
+        }
+        if validate_only || configs == topic.configs {
+            return Ok(topic);
+        }
+        let old = topic_config::log_config(&self.config, &topic.configs);
+        let new = topic_config::log_config(&self.config, &configs);
+        let partitions: Vec<Arc<Partition>> = (0..topic.partitions).filter_map(|p| self.partition(name, p)).collect();
+        let restore = |applied: &[Arc<Partition>]| {
+            for p in applied {
+                if let Err(e) = p.with_log(|log| log.set_config(old.clone())) {
+                    tracing::error!(topic = name, partition = p.index, error = %e, "could not restore log config");
+                }
+            }
         };
-        let log_config = topic_config::log_config(&self.config, &topic.configs);
-        for p in 0..topic.partitions {
-            if let Some(partition) = self.partition(name, p) {
-                partition.with_log(|log| log.set_config(log_config.clone()))?;
+        for (i, p) in partitions.iter().enumerate() {
+            if let Err(e) = p.with_log(|log| log.set_config(new.clone())) {
+                restore(&partitions[..i]);
+                return Err(e.into());
             }
         }
+        topic.configs = configs;
+        if let Err(e) = registry.put(topic.clone()) {
+            restore(&partitions);
+            return Err(ApiError::new(ResponseError::KafkaStorageError, e.to_string()));
+        }
+        tracing::info!(topic = name, configs = ?topic.configs, "topic configs changed");
         Ok(topic)
     }
 
@@ -268,6 +306,20 @@ impl Broker {
             }
         }
     }
+}
+
+/// Each partition is a directory of open files and mapped indexes; a request for millions of them
+/// is refused rather than left to exhaust the machine.
+pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
+
+fn check_partition_count(partitions: i32) -> Result<(), ApiError> {
+    if !(1..=MAX_PARTITIONS_PER_TOPIC).contains(&partitions) {
+        return Err(ApiError::new(
+            ResponseError::InvalidPartitions,
+            format!("number of partitions must be between 1 and {MAX_PARTITIONS_PER_TOPIC}, not {partitions}"),
+        ));
+    }
+    Ok(())
 }
 
 fn load_or_create_cluster_id(meta: &std::path::Path) -> Result<String, StartError> {

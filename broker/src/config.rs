@@ -1,6 +1,7 @@
 //! Broker configuration, with Kafka's broker config names and defaults. Every value can be set
 //! with `--set name=value` on the command line; nothing is read from a file.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -14,6 +15,8 @@ pub const OFFSETS_TOPIC_NUM_PARTITIONS_DEFAULT: i32 = 50;
 pub const GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT: u64 = 3000;
 /// `log.retention.check.interval.ms`: how often retention runs.
 pub const LOG_RETENTION_CHECK_INTERVAL_MS_DEFAULT: u64 = 300_000;
+/// `connections.max.idle.ms`: a connection with no request for this long is closed.
+pub const CONNECTIONS_MAX_IDLE_MS_DEFAULT: u64 = 600_000;
 /// `message.max.bytes`: the broker-wide default of a topic's `max.message.bytes`.
 pub const MESSAGE_MAX_BYTES_DEFAULT: u32 = 1024 * 1024 + 12;
 
@@ -32,11 +35,16 @@ pub struct BrokerConfig {
     pub auto_create_topics: bool,
     /// `socket.request.max.bytes`
     pub socket_request_max_bytes: usize,
+    /// `connections.max.idle.ms`
+    pub connections_max_idle_ms: u64,
     pub group_initial_rebalance_delay_ms: u64,
     pub offsets_topic_num_partitions: i32,
     pub log_retention_check_interval_ms: u64,
     /// Defaults every topic's log config starts from (`log.retention.ms`, `log.segment.bytes`, …).
     pub log_defaults: LogConfig,
+    /// The configs given explicitly (with `--set`), which DescribeConfigs reports as
+    /// STATIC_BROKER_CONFIG rather than DEFAULT_CONFIG.
+    pub explicitly_set: BTreeSet<&'static str>,
 }
 
 impl BrokerConfig {
@@ -55,6 +63,7 @@ impl BrokerConfig {
             num_partitions: NUM_PARTITIONS_DEFAULT,
             auto_create_topics: true,
             socket_request_max_bytes: skiff_protocol::SOCKET_REQUEST_MAX_BYTES_DEFAULT,
+            connections_max_idle_ms: CONNECTIONS_MAX_IDLE_MS_DEFAULT,
             group_initial_rebalance_delay_ms: GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT,
             offsets_topic_num_partitions: OFFSETS_TOPIC_NUM_PARTITIONS_DEFAULT,
             log_retention_check_interval_ms: LOG_RETENTION_CHECK_INTERVAL_MS_DEFAULT,
@@ -62,6 +71,7 @@ impl BrokerConfig {
                 max_message_bytes: MESSAGE_MAX_BYTES_DEFAULT,
                 ..LogConfig::default()
             },
+            explicitly_set: BTreeSet::new(),
         }
     }
 
@@ -83,6 +93,7 @@ impl BrokerConfig {
             }
             "auto.create.topics.enable" => self.auto_create_topics = parse(name, value)?,
             "socket.request.max.bytes" => self.socket_request_max_bytes = parse(name, value)?,
+            "connections.max.idle.ms" => self.connections_max_idle_ms = parse(name, value)?,
             "group.initial.rebalance.delay.ms" => self.group_initial_rebalance_delay_ms = parse(name, value)?,
             "offsets.topic.num.partitions" => self.offsets_topic_num_partitions = parse(name, value)?,
             "log.retention.check.interval.ms" => self.log_retention_check_interval_ms = parse(name, value)?,
@@ -91,9 +102,60 @@ impl BrokerConfig {
                 self.log_defaults.set(topic_name, value).map_err(|e| e.to_string())?;
             }
         }
+        if let Some(known) = BROKER_CONFIG_NAMES.iter().find(|n| **n == name) {
+            self.explicitly_set.insert(known);
+        }
         Ok(())
     }
+
+    /// The current value of a broker config by its Kafka name, as DescribeConfigs shows it.
+    pub fn get(&self, name: &str) -> Option<String> {
+        Some(match name {
+            "node.id" | "broker.id" => self.node_id.to_string(),
+            "num.partitions" => self.num_partitions.to_string(),
+            "auto.create.topics.enable" => self.auto_create_topics.to_string(),
+            "socket.request.max.bytes" => self.socket_request_max_bytes.to_string(),
+            "connections.max.idle.ms" => self.connections_max_idle_ms.to_string(),
+            "group.initial.rebalance.delay.ms" => self.group_initial_rebalance_delay_ms.to_string(),
+            "offsets.topic.num.partitions" => self.offsets_topic_num_partitions.to_string(),
+            "log.retention.check.interval.ms" => self.log_retention_check_interval_ms.to_string(),
+            _ => return self.log_defaults.get(log_config_for_broker_config(name)?),
+        })
+    }
+
+    /// Whether `name` was set explicitly (`--set`) rather than left at its default.
+    pub fn is_explicit(&self, name: &str) -> bool {
+        match name {
+            "node.id" | "broker.id" => {
+                self.explicitly_set.contains("node.id") || self.explicitly_set.contains("broker.id")
+            }
+            _ => self.explicitly_set.contains(name),
+        }
+    }
 }
+
+/// Every name `BrokerConfig::set` accepts, in the order DescribeConfigs lists them.
+pub const BROKER_CONFIG_NAMES: [&str; 19] = [
+    "node.id",
+    "broker.id",
+    "num.partitions",
+    "auto.create.topics.enable",
+    "socket.request.max.bytes",
+    "connections.max.idle.ms",
+    "group.initial.rebalance.delay.ms",
+    "offsets.topic.num.partitions",
+    "log.retention.check.interval.ms",
+    "log.segment.bytes",
+    "log.roll.ms",
+    "log.index.size.max.bytes",
+    "log.index.interval.bytes",
+    "log.retention.ms",
+    "log.retention.bytes",
+    "log.flush.interval.messages",
+    "log.flush.interval.ms",
+    "message.max.bytes",
+    "log.message.timestamp.type",
+];
 
 /// The broker-wide default config (`log.*`, `message.max.bytes`) behind a topic config name.
 pub fn log_config_for_broker_config(broker_name: &str) -> Option<&'static str> {
@@ -146,5 +208,25 @@ mod tests {
         assert!(c.set("num.partitions", "0").is_err());
         assert!(c.set("no.such.thing", "1").is_err());
         assert!(c.set("log.retention.ms", "soon").is_err());
+    }
+
+    #[test]
+    fn every_listed_config_reads_back_and_remembers_being_set() {
+        let mut c = BrokerConfig::new(PathBuf::from("data"), "0.0.0.0:9092".parse().unwrap());
+        assert!(BROKER_CONFIG_NAMES.iter().all(|n| !c.is_explicit(n)));
+        for name in BROKER_CONFIG_NAMES {
+            let value = c.get(name).unwrap_or_else(|| panic!("{name} has no value"));
+            c.set(name, &value).unwrap_or_else(|e| panic!("{name}={value}: {e}"));
+            assert!(c.is_explicit(name), "{name}");
+        }
+        assert_eq!(c.get("no.such.thing"), None);
+        let mut d = BrokerConfig::new(PathBuf::from("data"), "0.0.0.0:9092".parse().unwrap());
+        assert!(d.set("log.retention.ms", "soon").is_err());
+        assert!(!d.is_explicit("log.retention.ms"), "a refused value is not recorded");
+        d.set("broker.id", "3").unwrap();
+        assert_eq!(
+            (d.get("node.id").as_deref(), d.is_explicit("node.id")),
+            (Some("3"), true)
+        );
     }
 }

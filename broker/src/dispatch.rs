@@ -19,6 +19,27 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Metadata, 0, 13),
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::DescribeCluster, 0, 2),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::DescribeProducers, 0, 0),
+    (ApiKey::FindCoordinator, 0, 6),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DescribeGroups, 0, 6),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 pub fn supported_range(api: ApiKey) -> Option<(i16, i16)> {
@@ -94,6 +115,33 @@ async fn route(ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> {
         RequestKind::Fetch(r) => ResponseKind::Fetch(handlers::fetch::handle(ctx, r).await),
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(handlers::list_offsets::handle(ctx, r)),
         RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(handlers::create_topics::handle(ctx, r)),
+        RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(handlers::delete_topics::handle(ctx, r)),
+        RequestKind::CreatePartitions(r) => ResponseKind::CreatePartitions(handlers::create_partitions::handle(ctx, r)),
+        RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(handlers::describe_configs::handle(ctx, r)),
+        RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(handlers::alter_configs::handle(ctx, r)),
+        RequestKind::IncrementalAlterConfigs(r) => {
+            ResponseKind::IncrementalAlterConfigs(handlers::incremental_alter_configs::handle(ctx, r))
+        }
+        RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(handlers::delete_records::handle(ctx, r)),
+        RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(handlers::describe_cluster::handle(ctx, r)),
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            ResponseKind::OffsetForLeaderEpoch(handlers::offset_for_leader_epoch::handle(ctx, r))
+        }
+        RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(handlers::init_producer_id::handle(ctx, r)),
+        RequestKind::DescribeProducers(r) => {
+            ResponseKind::DescribeProducers(handlers::describe_producers::handle(ctx, r))
+        }
+        RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(handlers::find_coordinator::handle(ctx, r)),
+        RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(handlers::join_group::handle(ctx, r).await),
+        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(handlers::sync_group::handle(ctx, r).await),
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(handlers::heartbeat::handle(ctx, r)),
+        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(handlers::leave_group::handle(ctx, r)),
+        RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(handlers::offset_commit::handle(ctx, r).await),
+        RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(handlers::offset_fetch::handle(ctx, r).await),
+        RequestKind::ListGroups(r) => ResponseKind::ListGroups(handlers::list_groups::handle(ctx, r).await),
+        RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(handlers::describe_groups::handle(ctx, r).await),
+        RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(handlers::delete_groups::handle(ctx, r).await),
+        RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(handlers::offset_delete::handle(ctx, r).await),
         other => {
             // Unreachable while SUPPORTED and this match agree; a test checks that they do.
             tracing::error!(request = ?std::mem::discriminant(&other), "no handler for a supported API");

@@ -14,6 +14,10 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
+/// Survives the 2^31-element capacities kafka-protocol reserves from request bytes (see its docs).
+#[global_allocator]
+static ALLOC: skiff_protocol::HugeAlloc = skiff_protocol::HugeAlloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "skiff", version, about = "A Kafka-compatible log broker")]
 struct Args {
@@ -37,7 +41,9 @@ struct Args {
 
 fn config_from(args: &Args) -> anyhow::Result<BrokerConfig> {
     let mut config = BrokerConfig::new(args.data_dir.clone(), args.listen);
-    config.node_id = args.node_id;
+    config
+        .set("node.id", &args.node_id.to_string())
+        .map_err(|e| anyhow::anyhow!("--node-id: {e}"))?;
     if let Some(adv) = &args.advertised {
         let (host, port) = adv.rsplit_once(':').context("--advertised must be host:port")?;
         config.advertised_host = host.to_string();

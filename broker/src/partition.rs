@@ -12,6 +12,8 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::clock::now_ms;
+use crate::error::ApiError;
+use crate::producer_state::ProducerStates;
 
 #[derive(Debug)]
 pub struct Partition {
@@ -23,6 +25,8 @@ pub struct Partition {
     high_watermark: watch::Sender<u64>,
     /// The Kafka leader epoch; constant on a single node until replication owns it.
     leader_epoch: i32,
+    /// Idempotent producers' sequence state, checked and updated under the log's lock.
+    producers: ProducerStates,
 }
 
 impl Partition {
@@ -34,6 +38,8 @@ impl Partition {
         config: LogConfig,
     ) -> Result<Arc<Self>, StorageError> {
         let log = Log::open(dir, config)?;
+        // Producer state comes from the newest snapshot plus a replay of the batches after it.
+        let producers = ProducerStates::load(&log, now_ms());
         // Everything recovery kept has been fsync'd, so all of it is committed.
         let (high_watermark, _) = watch::channel(log.log_end_offset());
         Ok(Arc::new(Partition {
@@ -43,6 +49,7 @@ impl Partition {
             log: SharedLog::new(log),
             high_watermark,
             leader_epoch: 0,
+            producers,
         }))
     }
 
@@ -63,11 +70,28 @@ impl Partition {
         f(&mut self.log.lock())
     }
 
+    /// The idempotent producers this partition tracks.
+    pub fn producer_states(&self) -> &ProducerStates {
+        &self.producers
+    }
+
     /// Appends a producer's batches. With `acks=all` it returns once they are fsync'd (and so
     /// visible); otherwise right after the append, while the fsync proceeds in the background.
-    pub async fn append(self: &Arc<Self>, records: &[u8], acks: i16) -> Result<AppendInfo, StorageError> {
+    /// Idempotent batches are checked against the producer state under the same lock as the
+    /// append; a retry of a batch already written is answered with its original offsets (after
+    /// waiting for it to be durable too) instead of being written twice.
+    pub async fn append(self: &Arc<Self>, records: &[u8], acks: i16) -> Result<AppendInfo, ApiError> {
         let mut batches = BytesMut::from(records);
-        let info = self.log.lock().append(&mut batches, self.leader_epoch, now_ms())?;
+        let appended = {
+            let mut log = self.log.lock();
+            self.producers
+                .append(&mut log, &mut batches, self.leader_epoch, now_ms())?
+        };
+        if let Some(job) = appended.snapshot {
+            let this = Arc::clone(self);
+            tokio::task::spawn_blocking(move || this.producers.write_snapshot(job));
+        }
+        let info = appended.info;
         let this = Arc::clone(self);
         let upto = info.last_offset + 1;
         let commit = tokio::task::spawn_blocking(move || {
@@ -82,7 +106,8 @@ impl Partition {
                     return Err(StorageError::Offline {
                         dir: Default::default(),
                         reason: join.to_string(),
-                    });
+                    }
+                    .into());
                 }
             }
         } else {
@@ -129,6 +154,10 @@ impl Partition {
 
     /// Clean shutdown of the log: flush, checkpoint, marker.
     pub fn shutdown(&self) -> Result<(), StorageError> {
-        self.log.lock().shutdown(now_ms())
+        let mut log = self.log.lock();
+        log.shutdown(now_ms())?;
+        // Lets the next open skip the producer-state replay.
+        self.producers.write_snapshot(self.producers.snapshot(&log));
+        Ok(())
     }
 }

@@ -44,14 +44,19 @@ async fn connection(broker: Arc<Broker>, mut stream: TcpStream, peer: SocketAddr
     }
     let decoder = FrameDecoder::new(broker.config.socket_request_max_bytes);
     let mut buf = BytesMut::with_capacity(READ_BUFFER_BYTES);
+    let idle = std::time::Duration::from_millis(broker.config.connections_max_idle_ms);
     loop {
         let frame = match decoder.decode(&mut buf) {
             Ok(Some(frame)) => frame,
-            Ok(None) => match stream.read_buf(&mut buf).await {
-                Ok(0) => return,
-                Ok(_) => continue,
-                Err(e) => {
+            Ok(None) => match tokio::time::timeout(idle, stream.read_buf(&mut buf)).await {
+                Ok(Ok(0)) => return,
+                Ok(Ok(_)) => continue,
+                Ok(Err(e)) => {
                     tracing::debug!(error = %e, "read failed; closing");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "idle for connections.max.idle.ms; closing");
                     return;
                 }
             },

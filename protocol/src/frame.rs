@@ -7,6 +7,9 @@ use bytes::{Buf, Bytes, BytesMut};
 /// `socket.request.max.bytes`: Kafka's default cap on one request (100 MiB).
 pub const SOCKET_REQUEST_MAX_BYTES_DEFAULT: usize = 100 * 1024 * 1024;
 
+/// Most a partial frame makes the buffer grow by at once.
+const RESERVE_CHUNK: usize = 1024 * 1024;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FrameError {
     #[error("request size {0} is negative")]
@@ -42,7 +45,8 @@ impl FrameDecoder {
             });
         }
         if buf.len() < 4 + size {
-            buf.reserve(4 + size - buf.len());
+            // Grow with what actually arrives, not with what the size prefix claims.
+            buf.reserve((4 + size - buf.len()).min(RESERVE_CHUNK));
             return Ok(None);
         }
         buf.advance(4);

@@ -3,10 +3,14 @@
 //! nothing of topics or logs; the broker decides which APIs and versions it serves.
 
 pub mod frame;
+#[cfg(unix)]
+pub mod huge_alloc;
 pub mod request;
 pub mod response;
 
 pub use frame::{FrameDecoder, FrameError, SOCKET_REQUEST_MAX_BYTES_DEFAULT};
+#[cfg(unix)]
+pub use huge_alloc::HugeAlloc;
 pub use kafka_protocol;
 pub use request::{DecodeError, Request, RequestPrefix};
 pub use response::{EncodeError, encode_api_versions_fallback, encode_response};

@@ -117,4 +117,26 @@ mod tests {
             let _ = Request::decode(frame.slice(..cut), ApiKey::ApiVersions, 3);
         }
     }
+
+    /// kafka-protocol reserves an array's capacity from the count on the wire; with the crate's
+    /// `HugeAlloc` (the global allocator of these tests and of the broker) a count of 2^31 large
+    /// structs is an error, not an aborted process.
+    #[test]
+    fn arrays_claiming_billions_of_elements_are_errors() {
+        use bytes::BufMut;
+        // Produce v3: header, transactional_id null, acks, timeout, then the topic_data count.
+        let mut frame = BytesMut::new();
+        frame.put_i16(ApiKey::Produce as i16);
+        frame.put_i16(3);
+        frame.put_i32(1);
+        frame.put_i16(-1);
+        frame.put_i16(-1);
+        frame.put_i16(1);
+        frame.put_i32(1000);
+        frame.put_i32(i32::MAX);
+        frame.put_i16(1);
+        frame.put_slice(b"t");
+        let err = Request::decode(frame.freeze(), ApiKey::Produce, 3).unwrap_err();
+        assert!(matches!(err, DecodeError::Malformed { .. }), "{err}");
+    }
 }

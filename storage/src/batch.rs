@@ -255,7 +255,9 @@ pub fn record_timestamps(batch: &[u8], header: &BatchHeader) -> Option<Vec<(i32,
     if header.compression() != 0 || batch.len() < HEADER_SIZE {
         return None;
     }
-    let mut out = Vec::with_capacity(header.record_count.max(0) as usize);
+    // The count is the client's word; every record takes at least a few bytes, so the batch's
+    // length bounds what is worth reserving.
+    let mut out = Vec::with_capacity((header.record_count.max(0) as usize).min(batch.len() - HEADER_SIZE));
     let mut rest = &batch[HEADER_SIZE..];
     for _ in 0..header.record_count {
         let (len, n) = read_varlong(rest)?;

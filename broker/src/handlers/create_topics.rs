@@ -8,7 +8,7 @@ use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, Cr
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use skiff_protocol::kafka_protocol;
 
-use super::{Ctx, str_bytes};
+use super::{Ctx, describe_configs, str_bytes};
 use crate::error::ApiError;
 use crate::topic_config;
 
@@ -16,9 +16,6 @@ use crate::topic_config;
 const DETAILS_VERSION: i16 = 5;
 /// The first version whose results carry the topic id.
 const TOPIC_ID_VERSION: i16 = 7;
-/// DescribeConfigs' config sources.
-pub const SOURCE_DYNAMIC_TOPIC_CONFIG: i8 = 1;
-pub const SOURCE_DEFAULT_CONFIG: i8 = 5;
 
 pub fn handle(ctx: &Ctx<'_>, request: CreateTopicsRequest) -> CreateTopicsResponse {
     let broker = ctx.broker;
@@ -83,19 +80,14 @@ pub fn handle(ctx: &Ctx<'_>, request: CreateTopicsRequest) -> CreateTopicsRespon
                     if ctx.version < DETAILS_VERSION {
                         return result;
                     }
+                    let pristine = describe_configs::pristine(&broker.config);
                     let configs = topic_config::names()
                         .map(|n| {
-                            let set = overrides.contains_key(n);
+                            let d = describe_configs::describe_topic_config(&broker.config, &pristine, &overrides, n);
                             CreatableTopicConfigs::default()
                                 .with_name(str_bytes(n))
-                                .with_value(
-                                    topic_config::effective(&broker.config, &overrides, n).map(|v| str_bytes(&v)),
-                                )
-                                .with_config_source(if set {
-                                    SOURCE_DYNAMIC_TOPIC_CONFIG
-                                } else {
-                                    SOURCE_DEFAULT_CONFIG
-                                })
+                                .with_value(d.value.as_deref().map(str_bytes))
+                                .with_config_source(d.source)
                         })
                         .collect();
                     let id = if ctx.version >= TOPIC_ID_VERSION {

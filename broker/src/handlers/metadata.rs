@@ -19,6 +19,11 @@ const TOPIC_ID_VERSION: i16 = 10;
 const LEADER_EPOCH_VERSION: i16 = 7;
 /// Kafka's "authorized operations were not requested" marker.
 const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+/// Versions whose response carries the cluster's authorized operations (KIP-430).
+const CLUSTER_OPERATIONS_VERSIONS: std::ops::RangeInclusive<i16> = 8..=10;
+/// Without an authorizer every TOPIC operation is allowed: READ (3), WRITE (4), CREATE (5),
+/// DELETE (6), ALTER (7), DESCRIBE (8), DESCRIBE_CONFIGS (10), ALTER_CONFIGS (11).
+const TOPIC_OPERATIONS: i32 = 1 << 3 | 1 << 4 | 1 << 5 | 1 << 6 | 1 << 7 | 1 << 8 | 1 << 10 | 1 << 11;
 
 pub fn handle(ctx: &Ctx<'_>, request: MetadataRequest) -> MetadataResponse {
     let broker = ctx.broker;
@@ -28,21 +33,32 @@ pub fn handle(ctx: &Ctx<'_>, request: MetadataRequest) -> MetadataResponse {
         Some(t) if !(t.is_empty() && ctx.version == 0) => Some(t),
         _ => None,
     };
+    let topic_ops = if request.include_topic_authorized_operations {
+        TOPIC_OPERATIONS
+    } else {
+        AUTHORIZED_OPERATIONS_OMITTED
+    };
+    let cluster_ops =
+        if request.include_cluster_authorized_operations && CLUSTER_OPERATIONS_VERSIONS.contains(&ctx.version) {
+            super::describe_cluster::CLUSTER_OPERATIONS
+        } else {
+            AUTHORIZED_OPERATIONS_OMITTED
+        };
     let auto_create = broker.config.auto_create_topics && (ctx.version < 4 || request.allow_auto_topic_creation);
     let topics = match wanted {
-        None => broker.topics().iter().map(|t| describe(ctx, t)).collect(),
+        None => broker.topics().iter().map(|t| describe(ctx, t, topic_ops)).collect(),
         Some(requested) => requested
             .into_iter()
             .map(|rt| match rt.name {
                 Some(name) => {
                     let name = name.0.to_string();
                     match broker.topic(&name) {
-                        Some(t) => describe(ctx, &t),
+                        Some(t) => describe(ctx, &t, topic_ops),
                         None if auto_create => {
                             match broker.create_topic(&name, broker.config.num_partitions, Default::default(), false) {
-                                Ok(t) => describe(ctx, &t),
+                                Ok(t) => describe(ctx, &t, topic_ops),
                                 Err(e) if e.code == ResponseError::TopicAlreadyExists => match broker.topic(&name) {
-                                    Some(t) => describe(ctx, &t),
+                                    Some(t) => describe(ctx, &t, topic_ops),
                                     None => error_topic(Some(&name), Uuid::nil(), e.code),
                                 },
                                 Err(e) => error_topic(Some(&name), Uuid::nil(), e.code),
@@ -52,7 +68,7 @@ pub fn handle(ctx: &Ctx<'_>, request: MetadataRequest) -> MetadataResponse {
                     }
                 }
                 None => match broker.topic_by_id(rt.topic_id) {
-                    Some(t) => describe(ctx, &t),
+                    Some(t) => describe(ctx, &t, topic_ops),
                     None => error_topic(None, rt.topic_id, ResponseError::UnknownTopicId),
                 },
             })
@@ -68,10 +84,10 @@ pub fn handle(ctx: &Ctx<'_>, request: MetadataRequest) -> MetadataResponse {
         .with_cluster_id(Some(str_bytes(&broker.cluster_id)))
         .with_controller_id(me)
         .with_topics(topics)
-        .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+        .with_cluster_authorized_operations(cluster_ops)
 }
 
-fn describe(ctx: &Ctx<'_>, topic: &Topic) -> MetadataResponseTopic {
+fn describe(ctx: &Ctx<'_>, topic: &Topic, operations: i32) -> MetadataResponseTopic {
     let me = BrokerId(ctx.broker.config.node_id);
     let partitions = (0..topic.partitions)
         .map(|p| {
@@ -97,7 +113,7 @@ fn describe(ctx: &Ctx<'_>, topic: &Topic) -> MetadataResponseTopic {
         })
         .with_is_internal(topic.internal)
         .with_partitions(partitions)
-        .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+        .with_topic_authorized_operations(operations)
 }
 
 fn error_topic(name: Option<&str>, id: Uuid, code: ResponseError) -> MetadataResponseTopic {

@@ -49,8 +49,7 @@ pub async fn handle(ctx: &Ctx<'_>, request: ProduceRequest) -> Option<ProduceRes
                         Some(records) => partition
                             .append(records, acks)
                             .await
-                            .map(|info| (info, partition.with_log(|l| l.log_start_offset())))
-                            .map_err(ApiError::from),
+                            .map(|info| (info, partition.with_log(|l| l.log_start_offset()))),
                     },
                 },
             };
