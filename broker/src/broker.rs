@@ -224,6 +224,14 @@ impl Broker {
                 ApiError::new(ResponseError::UnknownTopicOrPartition, format!("unknown topic {name}"))
             })?;
             check_partition_count(total)?;
+            if topic.internal {
+                // Groups are mapped to `__consumer_offsets` partitions by count; changing it would
+                // orphan every committed offset.
+                return Err(ApiError::new(
+                    ResponseError::InvalidRequest,
+                    format!("the partition count of internal topic {name} cannot change"),
+                ));
+            }
             if total <= topic.partitions {
                 return Err(ApiError::new(
                     ResponseError::InvalidPartitions,
@@ -294,6 +302,25 @@ impl Broker {
         Ok(topic)
     }
 
+    /// Time and size retention for every topic whose `cleanup.policy` includes `delete`; compacted
+    /// topics (like `__consumer_offsets`) keep their segments, as in Kafka.
+    pub fn enforce_retention(&self, now_ms: i64) {
+        for topic in self.topics() {
+            let policy = topic_config::effective(&self.config, &topic.configs, "cleanup.policy").unwrap_or_default();
+            if !policy.split(',').any(|p| p.trim() == "delete") {
+                continue;
+            }
+            for p in 0..topic.partitions {
+                let Some(partition) = self.partition(&topic.name, p) else {
+                    continue;
+                };
+                if let Err(e) = partition.with_log(|log| log.enforce_retention(now_ms)) {
+                    tracing::error!(topic = %topic.name, partition = p, error = %e, "retention failed");
+                }
+            }
+        }
+    }
+
     pub fn all_partitions(&self) -> Vec<Arc<Partition>> {
         read(&self.partitions).values().cloned().collect()
     }
@@ -338,4 +365,57 @@ fn load_or_create_cluster_id(meta: &std::path::Path) -> Result<String, StartErro
     written.map_err(|e| StartError::Io(format!("{}: {e}", path.display())))?;
     skiff_storage::checkpoint::sync_dir(meta).map_err(|e| StartError::Io(e.to_string()))?;
     Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::test_batches as batches;
+
+    fn config(dir: &std::path::Path) -> BrokerConfig {
+        BrokerConfig::new(dir.to_path_buf(), "127.0.0.1:0".parse().expect("a literal address"))
+    }
+
+    #[tokio::test]
+    async fn retention_spares_compacted_topics() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Broker::open(config(dir.path())).unwrap();
+        let day_old = crate::clock::now_ms() - 24 * 3600 * 1000;
+        for (name, policy) in [
+            ("deleted", "delete"),
+            ("compacted", "compact"),
+            ("both", "compact,delete"),
+        ] {
+            let configs = [
+                ("cleanup.policy".to_string(), policy.to_string()),
+                ("retention.ms".to_string(), "1000".to_string()),
+            ]
+            .into();
+            broker.create_topic(name, 1, configs, false).unwrap();
+            let batch = batches::build(3, 10, day_old, kafka_protocol::records::Compression::None);
+            broker.partition(name, 0).unwrap().append(&batch, -1).await.unwrap();
+        }
+        broker.enforce_retention(crate::clock::now_ms());
+        let start = |name: &str| broker.partition(name, 0).unwrap().with_log(|l| l.log_start_offset());
+        assert_eq!(start("deleted"), 3, "expired records of a delete topic go");
+        assert_eq!(start("both"), 3);
+        assert_eq!(start("compacted"), 0, "a compact-only topic keeps its segments");
+    }
+
+    #[test]
+    fn internal_topics_keep_their_partition_count_and_counts_are_capped() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Broker::open(config(dir.path())).unwrap();
+        broker
+            .create_topic("__consumer_offsets", 2, Default::default(), true)
+            .unwrap();
+        let e = broker.add_partitions("__consumer_offsets", 4).unwrap_err();
+        assert_eq!(e.code, ResponseError::InvalidRequest);
+        let e = broker
+            .create_topic("huge", MAX_PARTITIONS_PER_TOPIC + 1, Default::default(), false)
+            .unwrap_err();
+        assert_eq!(e.code, ResponseError::InvalidPartitions);
+        assert!(broker.topic("huge").is_none());
+    }
 }

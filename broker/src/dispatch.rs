@@ -40,6 +40,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 6),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::DescribeLogDirs, 1, 4),
 ];
 
 pub fn supported_range(api: ApiKey) -> Option<(i16, i16)> {
@@ -59,7 +60,7 @@ pub enum Outcome {
     Close(String),
 }
 
-pub async fn handle(broker: &Arc<Broker>, frame: Bytes) -> Outcome {
+pub async fn handle(broker: &Arc<Broker>, frame: Bytes, peer: std::net::SocketAddr) -> Outcome {
     let prefix = match RequestPrefix::peek(&frame) {
         Ok(p) => p,
         Err(e) => return Outcome::Close(e.to_string()),
@@ -93,6 +94,7 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes) -> Outcome {
         broker,
         version,
         client_id: request.client_id().to_string(),
+        peer,
     };
     let response = route(&ctx, request.body).instrument(span).await;
     let Some(response) = response else {
@@ -142,6 +144,7 @@ async fn route(ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> {
         RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(handlers::describe_groups::handle(ctx, r).await),
         RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(handlers::delete_groups::handle(ctx, r).await),
         RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(handlers::offset_delete::handle(ctx, r).await),
+        RequestKind::DescribeLogDirs(r) => ResponseKind::DescribeLogDirs(handlers::describe_log_dirs::handle(ctx, r)),
         other => {
             // Unreachable while SUPPORTED and this match agree; a test checks that they do.
             tracing::error!(request = ?std::mem::discriminant(&other), "no handler for a supported API");

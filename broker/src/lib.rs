@@ -16,3 +16,8 @@ pub mod producer_state;
 pub mod server;
 pub mod topic_config;
 pub mod topics;
+
+/// Record batches built the way clients build them, shared with the storage tests.
+#[cfg(test)]
+#[path = "../../storage/tests/common/batches.rs"]
+mod test_batches;

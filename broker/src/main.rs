@@ -106,13 +106,6 @@ async fn retention_loop(broker: std::sync::Arc<Broker>, mut stopped: watch::Rece
             _ = stopped.changed() => return,
         }
         let b = broker.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            for p in b.all_partitions() {
-                if let Err(e) = p.with_log(|log| log.enforce_retention(now_ms())) {
-                    tracing::error!(topic = %p.topic, partition = p.index, error = %e, "retention failed");
-                }
-            }
-        })
-        .await;
+        let _ = tokio::task::spawn_blocking(move || b.enforce_retention(now_ms())).await;
     }
 }

@@ -65,7 +65,7 @@ async fn connection(broker: Arc<Broker>, mut stream: TcpStream, peer: SocketAddr
                 return;
             }
         };
-        match dispatch::handle(&broker, frame).await {
+        match dispatch::handle(&broker, frame, peer).await {
             Outcome::Respond(response) => {
                 if let Err(e) = stream.write_all(&response).await {
                     tracing::debug!(error = %e, "write failed; closing");

@@ -347,6 +347,13 @@ fn build(api: ApiKey, v: i16, env: &mut Env) -> Option<RequestKind> {
                 ],
         )),
         ApiKey::DescribeCluster => R::DescribeCluster(DescribeClusterRequest::default()),
+        ApiKey::DescribeLogDirs => R::DescribeLogDirs(
+            kafka_protocol::messages::DescribeLogDirsRequest::default().with_topics(Some(vec![
+                kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic::default()
+                    .with_topic(topic(TOPIC))
+                    .with_partitions(vec![0]),
+            ])),
+        ),
         ApiKey::OffsetForLeaderEpoch => {
             R::OffsetForLeaderEpoch(OffsetForLeaderEpochRequest::default().with_topics(vec![
                 offset_for_leader_epoch_request::OffsetForLeaderTopic::default()

@@ -274,7 +274,7 @@ fn take_records(
                 reason: format!("record batch format v{magic} is not supported (only v2)"),
             });
         }
-        let last_offset = base_offset + i64::from(last_offset_delta);
+        let last_offset = base_offset.saturating_add(i64::from(last_offset_delta));
         if last_offset < *position {
             continue;
         }
@@ -293,10 +293,10 @@ fn take_records(
                 return Ok(progressed);
             }
             renderer.render(out, topic, partition, &record);
-            *position = record.offset + 1;
+            *position = record.offset.saturating_add(1);
             progressed.printed += 1;
         }
-        *position = (*position).max(last_offset + 1);
+        *position = (*position).max(last_offset.saturating_add(1));
         if limit.is_some_and(|l| progressed.printed >= l) {
             progressed.stopped = true;
             return Ok(progressed);

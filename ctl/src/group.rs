@@ -592,17 +592,17 @@ async fn describe(client: &mut Client, group: &str) -> Result<GroupDescription> 
         let meta = metadata_for(client, &tps).await?;
         client.list_offsets(&meta, &tps, LATEST_TIMESTAMP).await?
     };
-    let mut total_lag = 0;
+    let mut total_lag: i64 = 0;
     let offsets = tps
         .into_iter()
         .map(|tp| {
             let committed_offset = committed.get(&tp).copied();
             let log_end_offset = ends.get(&tp).and_then(|r| r.as_ref().ok()).copied();
             let lag = match (committed_offset, log_end_offset) {
-                (Some(c), Some(e)) => Some((e - c).max(0)),
+                (Some(c), Some(e)) => Some(e.saturating_sub(c).max(0)),
                 _ => None,
             };
-            total_lag += lag.unwrap_or(0);
+            total_lag = lag.map_or(total_lag, |l| total_lag.saturating_add(l));
             let (member_id, client_id) = owner.get(&tp).cloned().unzip();
             OffsetRow {
                 topic: tp.topic,

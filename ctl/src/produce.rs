@@ -388,7 +388,7 @@ impl Producer<'_> {
                             s.records += n;
                             if let Some(base) = base {
                                 s.first_offset.get_or_insert(base);
-                                s.last_offset = Some(base + n as i64 - 1);
+                                s.last_offset = Some(base.saturating_add(n as i64 - 1));
                             }
                         }
                         Err((code, message)) => {

@@ -64,7 +64,7 @@ pub fn parse_datetime(input: &str) -> Result<i64, String> {
         number(mo, "month", input)?,
         number(d, "day", input)?,
     );
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
+    if !(1..=9999).contains(&y) || !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
         return Err(format!("invalid date in {input:?}"));
     }
     let mut ms = days_from_civil(y, mo, d) * 86_400_000;
@@ -79,10 +79,11 @@ pub fn parse_datetime(input: &str) -> Result<i64, String> {
                 .split_once(':')
                 .unwrap_or((zone.get(..2).unwrap_or(""), zone.get(2..).unwrap_or("")));
             let zm = if zm.is_empty() { "0" } else { zm };
-            (
-                c,
-                sign * (number(zh, "zone", input)? * 3_600_000 + number(zm, "zone", input)? * 60_000),
-            )
+            let (zh, zm) = (number(zh, "zone", input)?, number(zm, "zone", input)?);
+            if zh > 23 || zm > 59 {
+                return Err(format!("invalid zone in {input:?}"));
+            }
+            (c, sign * (zh * 3_600_000 + zm * 60_000))
         } else {
             (time, 0)
         };
@@ -140,6 +141,9 @@ mod tests {
         assert!(parse_datetime("yesterday").is_err());
         assert!(parse_datetime("2024-13-01").is_err());
         assert!(parse_datetime("2024-01-01T25:00").is_err());
+        assert!(parse_datetime("99999999999999999-01-01").is_err());
+        assert!(parse_datetime("2024-01-01T00:00+99999999999999:00").is_err());
+        assert!(parse_datetime("2024-01-01T00:00:00.99999999999999999999").is_ok());
     }
 
     #[test]

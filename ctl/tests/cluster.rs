@@ -12,11 +12,18 @@ use std::net::{TcpListener, TcpStream};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use common::{Broker, ctl_at, field, last_table};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::describe_log_dirs_response::{
+    DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
+};
+use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
-use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, BrokerId, MetadataResponse, ResponseHeader};
-use kafka_protocol::protocol::{Encodable, HeaderVersion, StrBytes, decode_request_header_from_buffer};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsResponse, BrokerId, DescribeLogDirsResponse, ListOffsetsRequest, ListOffsetsResponse,
+    MetadataResponse, ResponseHeader,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes, decode_request_header_from_buffer};
 use skiff_ctl::client::topic_name;
 
 #[test]
@@ -55,21 +62,32 @@ enum Script {
     Unhealthy,
     /// Reads requests and never answers.
     Silent,
+    /// A current broker (like Apache Kafka) that serves DescribeLogDirs, with topic `t` led by itself.
+    WithSizes,
 }
 
 /// Serves `script` on a free port from a thread; returns the address.
 fn stand_in(script: Script) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
+    let me = addr.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || serve(stream, script));
+            let me = me.clone();
+            std::thread::spawn(move || serve(stream, script, &me));
         }
     });
     addr
 }
 
-fn serve(mut stream: TcpStream, script: Script) {
+fn api(key: ApiKey, max: i16) -> ApiVersion {
+    ApiVersion::default()
+        .with_api_key(key as i16)
+        .with_min_version(0)
+        .with_max_version(max)
+}
+
+fn serve(mut stream: TcpStream, script: Script, me: &str) {
     loop {
         let mut len = [0u8; 4];
         if stream.read_exact(&mut len).is_err() {
@@ -82,6 +100,7 @@ fn serve(mut stream: TcpStream, script: Script) {
         if let Script::Silent = script {
             continue;
         }
+        let modern = matches!(script, Script::WithSizes);
         let mut buf = Bytes::from(frame);
         let key = (&buf[0..2]).get_i16();
         let version = (&buf[2..4]).get_i16();
@@ -90,18 +109,18 @@ fn serve(mut stream: TcpStream, script: Script) {
         out.put_i32(0);
         let correlation = ResponseHeader::default().with_correlation_id(header.correlation_id);
         if key == ApiKey::ApiVersions as i16 {
-            let keys = vec![
-                ApiVersion::default()
-                    .with_api_key(ApiKey::ApiVersions as i16)
-                    .with_min_version(0)
-                    .with_max_version(2),
-                ApiVersion::default()
-                    .with_api_key(ApiKey::Metadata as i16)
-                    .with_min_version(0)
-                    .with_max_version(9),
-            ];
+            let keys = if modern {
+                vec![
+                    api(ApiKey::ApiVersions, 4),
+                    api(ApiKey::Metadata, 12),
+                    api(ApiKey::ListOffsets, 9),
+                    api(ApiKey::DescribeLogDirs, 4),
+                ]
+            } else {
+                vec![api(ApiKey::ApiVersions, 2), api(ApiKey::Metadata, 9)]
+            };
             // Kafka answers an ApiVersions version it does not know at v0, with UNSUPPORTED_VERSION.
-            let (v, error) = if version > 2 { (0, 35) } else { (version, 0) };
+            let (v, error) = if !modern && version > 2 { (0, 35) } else { (version, 0) };
             correlation
                 .encode(&mut out, ApiVersionsResponse::header_version(v))
                 .unwrap();
@@ -111,11 +130,61 @@ fn serve(mut stream: TcpStream, script: Script) {
                 .encode(&mut out, v)
                 .unwrap();
         } else if key == ApiKey::Metadata as i16 {
-            assert!(version <= 9, "asked Metadata v{version} beyond what was offered");
+            let offered = if modern { 12 } else { 9 };
+            assert!(version <= offered, "asked Metadata v{version} beyond what was offered");
             correlation
                 .encode(&mut out, MetadataResponse::header_version(version))
                 .unwrap();
-            sick_cluster().encode(&mut out, version).unwrap();
+            let metadata = if modern { led_by(me) } else { sick_cluster() };
+            metadata.encode(&mut out, version).unwrap();
+        } else if modern && key == ApiKey::ListOffsets as i16 {
+            let request = ListOffsetsRequest::decode(&mut buf, version).unwrap();
+            assert_eq!(request.replica_id, -1, "a consumer's ListOffsets has replica id -1");
+            let topics = request
+                .topics
+                .into_iter()
+                .map(|t| {
+                    let partitions = t
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            ListOffsetsPartitionResponse::default()
+                                .with_partition_index(p.partition_index)
+                                .with_offset(if p.timestamp == -2 { 5 } else { 42 })
+                        })
+                        .collect();
+                    ListOffsetsTopicResponse::default()
+                        .with_name(t.name)
+                        .with_partitions(partitions)
+                })
+                .collect();
+            correlation
+                .encode(&mut out, ListOffsetsResponse::header_version(version))
+                .unwrap();
+            ListOffsetsResponse::default()
+                .with_topics(topics)
+                .encode(&mut out, version)
+                .unwrap();
+        } else if modern && key == ApiKey::DescribeLogDirs as i16 {
+            let size = |p: i32, bytes: i64| {
+                DescribeLogDirsPartition::default()
+                    .with_partition_index(p)
+                    .with_partition_size(bytes)
+            };
+            let dir = DescribeLogDirsResult::default()
+                .with_log_dir(StrBytes::from_static_str("/var/lib/kafka"))
+                .with_topics(vec![
+                    DescribeLogDirsTopic::default()
+                        .with_name(topic_name("t"))
+                        .with_partitions(vec![size(0, 2048), size(1, 3 * 1024 * 1024)]),
+                ]);
+            correlation
+                .encode(&mut out, DescribeLogDirsResponse::header_version(version))
+                .unwrap();
+            DescribeLogDirsResponse::default()
+                .with_results(vec![dir])
+                .encode(&mut out, version)
+                .unwrap();
         } else {
             panic!("unexpected API {key}");
         }
@@ -125,6 +194,54 @@ fn serve(mut stream: TcpStream, script: Script) {
             return;
         }
     }
+}
+
+/// One broker (id 1, at the stand-in's own address) leading both partitions of `t`.
+fn led_by(me: &str) -> MetadataResponse {
+    let (host, port) = me.rsplit_once(':').unwrap();
+    MetadataResponse::default()
+        .with_brokers(vec![
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(1))
+                .with_host(StrBytes::from_string(host.to_string()))
+                .with_port(port.parse().unwrap()),
+        ])
+        .with_cluster_id(Some(StrBytes::from_static_str("sized")))
+        .with_controller_id(BrokerId(1))
+        .with_topics(vec![
+            MetadataResponseTopic::default()
+                .with_name(Some(topic_name("t")))
+                .with_partitions(
+                    (0..2)
+                        .map(|p| {
+                            MetadataResponsePartition::default()
+                                .with_partition_index(p)
+                                .with_leader_id(BrokerId(1))
+                                .with_leader_epoch(7)
+                                .with_replica_nodes(vec![BrokerId(1)])
+                                .with_isr_nodes(vec![BrokerId(1)])
+                        })
+                        .collect(),
+                ),
+        ])
+}
+
+#[test]
+fn partition_sizes_come_from_describe_log_dirs_where_the_broker_serves_it() {
+    let addr = stand_in(Script::WithSizes);
+    let run = ctl_at(&addr, &["topic", "describe", "t"], None);
+    run.assert_ok(&["topic", "describe"]);
+    let rows = last_table(&run.stdout);
+    assert_eq!(rows[1], ["0", "1", "7", "1", "1", "5", "42", "2.0 KiB"]);
+    assert_eq!(rows[2], ["1", "1", "7", "1", "1", "5", "42", "3.0 MiB"]);
+    let run = ctl_at(&addr, &["topic", "describe", "t", "--format", "json"], None);
+    let d: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(d["partitions"][1]["size_bytes"], 3 * 1024 * 1024);
+    // A broker without DescribeLogDirs (Skiff, for now) shows "-" rather than failing.
+    let b = Broker::start();
+    b.ok(&["topic", "create", "t"]);
+    let rows = last_table(&b.ok(&["topic", "describe", "t"]));
+    assert!(rows[1][7] == "-" || rows[1][7].ends_with('B'), "{rows:?}");
 }
 
 /// Brokers 1 and 2 alive; topic `t`: partition 0 well, partition 1 under-replicated with broker 3

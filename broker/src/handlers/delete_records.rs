@@ -91,6 +91,7 @@ pub(crate) mod tests {
             broker,
             version,
             client_id: "test".into(),
+            peer: "127.0.0.1:1".parse().expect("a literal address"),
         }
     }
 

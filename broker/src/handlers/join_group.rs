@@ -46,7 +46,7 @@ pub async fn handle(ctx: &Ctx<'_>, request: JoinGroupRequest) -> JoinGroupRespon
                 group_instance_id,
                 client_id: ctx.client_id.clone(),
                 // The request context does not carry the peer address.
-                client_host: String::new(),
+                client_host: format!("/{}", ctx.peer.ip()),
                 session_timeout_ms: request.session_timeout_ms,
                 rebalance_timeout_ms: if ctx.version >= REBALANCE_TIMEOUT_VERSION {
                     request.rebalance_timeout_ms

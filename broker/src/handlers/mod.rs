@@ -18,6 +18,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_log_dirs;
 pub mod describe_producers;
 pub mod fetch;
 pub mod find_coordinator;
@@ -42,6 +43,8 @@ pub struct Ctx<'a> {
     pub broker: &'a Arc<Broker>,
     pub version: i16,
     pub client_id: String,
+    /// The client's address, shown as a group member's host like Kafka's `/1.2.3.4`.
+    pub peer: std::net::SocketAddr,
 }
 
 pub fn topic_name(name: &str) -> TopicName {

@@ -39,6 +39,10 @@ pub async fn handle(ctx: &Ctx<'_>, request: ProduceRequest) -> Option<ProduceRes
                     format!("acks={a} is not -1, 0 or 1"),
                 )),
                 (None, _) => Err(ApiError::new(unknown, "unknown topic")),
+                (Some(t), _) if t.internal => Err(ApiError::new(
+                    ResponseError::InvalidTopicException,
+                    format!("cannot append to internal topic {}", t.name),
+                )),
                 (Some(t), _) => match ctx.broker.partition(&t.name, data.index) {
                     None => Err(ApiError::new(
                         ResponseError::UnknownTopicOrPartition,
