@@ -76,7 +76,7 @@ impl Broker {
             .arg(dir.path().join("data"))
             .args(["--listen", &addr.to_string()])
             .args(["--set", "group.initial.rebalance.delay.ms=0"])
-            .env("RUST_LOG", "debug")
+            .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
@@ -108,7 +108,7 @@ impl Drop for Broker {
         {
             let lines: Vec<String> = BufReader::new(log).lines().map_while(Result::ok).collect();
             eprintln!("---- last lines of the skiff log ----");
-            for line in &lines[lines.len().saturating_sub(400)..] {
+            for line in &lines[lines.len().saturating_sub(40)..] {
                 eprintln!("{line}");
             }
         }
@@ -449,9 +449,8 @@ fn group_member_resumes_from_the_committed_offset() {
             .collect();
         produce(&bootstrap, topic, &[], &records);
 
-        let member = || -> BaseConsumer<DbgCtx> {
-            let consumer: BaseConsumer<DbgCtx> = ClientConfig::new()
-                .set("debug", "cgrp,protocol,broker")
+        let member = || -> BaseConsumer {
+            let consumer: BaseConsumer = ClientConfig::new()
                 .set("bootstrap.servers", &bootstrap)
                 .set("group.id", group)
                 .set("enable.auto.commit", "false")
@@ -459,12 +458,12 @@ fn group_member_resumes_from_the_committed_offset() {
                 .set("session.timeout.ms", "6000")
                 .set("heartbeat.interval.ms", "500")
                 .set("enable.partition.eof", "false")
-                .create_with_context(DbgCtx)
+                .create()
                 .expect("consumer");
             consumer.subscribe(&[topic]).expect("subscribe");
             consumer
         };
-        let next = |consumer: &BaseConsumer<DbgCtx>, deadline: Instant| -> Got {
+        let next = |consumer: &BaseConsumer, deadline: Instant| -> Got {
             loop {
                 assert!(
                     Instant::now() < deadline,
@@ -480,25 +479,25 @@ fn group_member_resumes_from_the_committed_offset() {
 
         let first = member();
         let deadline = Instant::now() + Duration::from_secs(10);
-        for expected in 0..20 {
+        for expected in 0..10 {
             let g = next(&first, deadline);
             assert_eq!(g.offset, expected);
             assert_eq!(g.rec, records[expected as usize]);
         }
         let mut commit = TopicPartitionList::new();
         commit.add_partition_offset(topic, 0, Offset::Offset(10)).expect("tpl");
-        eprintln!("DBG commit");
         first.commit(&commit, CommitMode::Sync).expect("OffsetCommit");
-        eprintln!("DBG committed");
         let committed = first.committed(Duration::from_secs(5)).expect("OffsetFetch");
         assert_eq!(
             committed.find_partition(topic, 0).map(|p| p.offset()),
             Some(Offset::Offset(10)),
             "OffsetFetch after the commit"
         );
-        eprintln!("DBG dropping first {:?}", Instant::now());
+        // A partition list librdkafka filled in keeps references to its partitions; destroying
+        // the consumer while one is alive hangs rd_kafka_destroy (librdkafka #3796). Drop first.
+        drop(committed);
+        drop(commit);
         drop(first); // closes the consumer: LeaveGroup
-        eprintln!("DBG dropped first {:?}", Instant::now());
 
         let second = member();
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -512,11 +511,3 @@ fn group_member_resumes_from_the_committed_offset() {
         }
     });
 }
-
-struct DbgCtx;
-impl ClientContext for DbgCtx {
-    fn log(&self, _level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
-        eprintln!("RDK {:?} {fac} {message}", std::time::SystemTime::now());
-    }
-}
-impl rdkafka::consumer::ConsumerContext for DbgCtx {}

@@ -17,8 +17,18 @@
 //! ```
 //!
 //! Payload layout (`--size` bytes): the message's sequence number as a little-endian u64, then
-//! filler. MB/s counts payload bytes only (10^6 bytes per MB). Latency is measured under full load,
-//! so it includes the time a message waits in librdkafka's queue behind earlier ones.
+//! filler. MB/s counts payload bytes only (10^6 bytes per MB). Latency is measured under full load
+//! on every `--latency-sample-every`th message, so it includes the time a message waits in
+//! librdkafka's queue behind earlier ones.
+//!
+//! Throughput is steady state: the producer first sends one warm-up message to another topic
+//! (connection, metadata, InitProducerId; librdkafka retries the producer-id request on a 500 ms
+//! timer), and the consumer's clock starts at its first message. Both start-up times are printed
+//! in their own column. Worth knowing when reading the produce rows: with idempotence on,
+//! librdkafka 2.12 keeps one ProduceRequest in flight per partition (it compares the partition's
+//! in-flight *message* count with its limit of 5 in-flight requests, rdkafka_broker.c
+//! `rd_kafka_toppar_producer_serve`), so one partition's rate is one batch per broker round trip
+//! (fsync included) whatever the broker does with pipelining.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
