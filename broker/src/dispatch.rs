@@ -1,9 +1,11 @@
 //! Request dispatch: the one table of APIs and versions this broker serves (ApiVersions advertises
 //! exactly it), version bounds checked once here, then one handler per API.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use skiff_protocol::{Request, RequestPrefix, encode_api_versions_fallback, encode_response, kafka_protocol};
 use tracing::Instrument;
@@ -60,28 +62,47 @@ pub enum Outcome {
     Close(String),
 }
 
-pub async fn handle(broker: &Arc<Broker>, frame: Bytes, peer: std::net::SocketAddr) -> Outcome {
+/// Handles one request to the end.
+pub async fn handle(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr) -> Outcome {
+    start(broker, frame, peer).await
+}
+
+/// Whether a frame is a Produce request: the one kind a connection lets overlap with the requests
+/// before it (see `server.rs`).
+pub fn is_produce(frame: &[u8]) -> bool {
+    RequestPrefix::peek(frame).is_ok_and(|p| p.api_key == ApiKey::Produce as i16)
+}
+
+/// Starts a request. A Produce request does its appends before this returns, so requests started
+/// in order append in order; the returned future waits for their commit and builds the response.
+/// Every other request does all its work in the returned future.
+pub fn start<'a>(broker: &'a Arc<Broker>, frame: Bytes, peer: SocketAddr) -> BoxFuture<'a, Outcome> {
     let prefix = match RequestPrefix::peek(&frame) {
         Ok(p) => p,
-        Err(e) => return Outcome::Close(e.to_string()),
+        Err(e) => return ready(Outcome::Close(e.to_string())),
     };
     let api = match prefix.api() {
         Ok(api) => api,
-        Err(e) => return Outcome::Close(e.to_string()),
+        Err(e) => return ready(Outcome::Close(e.to_string())),
     };
     let version = prefix.api_version;
     let Some((min, max)) = supported_range(api) else {
-        return Outcome::Close(format!("{api:?} is not supported"));
+        return ready(Outcome::Close(format!("{api:?} is not supported")));
     };
     if version < min || version > max {
         if api == ApiKey::ApiVersions {
-            return Outcome::Respond(encode_api_versions_fallback(prefix.correlation_id, SUPPORTED));
+            return ready(Outcome::Respond(encode_api_versions_fallback(
+                prefix.correlation_id,
+                SUPPORTED,
+            )));
         }
-        return Outcome::Close(format!("{api:?} v{version} is not supported (v{min}-v{max} are)"));
+        return ready(Outcome::Close(format!(
+            "{api:?} v{version} is not supported (v{min}-v{max} are)"
+        )));
     }
     let request = match Request::decode(frame, api, version) {
         Ok(r) => r,
-        Err(e) => return Outcome::Close(e.to_string()),
+        Err(e) => return ready(Outcome::Close(e.to_string())),
     };
     let span = tracing::debug_span!(
         "request",
@@ -96,11 +117,28 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes, peer: std::net::SocketAd
         client_id: request.client_id().to_string(),
         peer,
     };
-    let response = route(&ctx, request.body).instrument(span).await;
+    let correlation_id = prefix.correlation_id;
+    match request.body {
+        RequestKind::Produce(r) => {
+            let committed = span.in_scope(|| handlers::produce::start(&ctx, r));
+            Box::pin(
+                async move { finish(api, version, correlation_id, committed.await.map(ResponseKind::Produce)) }
+                    .instrument(span),
+            )
+        }
+        body => Box::pin(async move { finish(api, version, correlation_id, route(&ctx, body).await) }.instrument(span)),
+    }
+}
+
+fn ready<'a>(outcome: Outcome) -> BoxFuture<'a, Outcome> {
+    Box::pin(std::future::ready(outcome))
+}
+
+fn finish(api: ApiKey, version: i16, correlation_id: i32, response: Option<ResponseKind>) -> Outcome {
     let Some(response) = response else {
         return Outcome::Silent;
     };
-    match encode_response(api, version, prefix.correlation_id, &response) {
+    match encode_response(api, version, correlation_id, &response) {
         Ok(bytes) => Outcome::Respond(bytes),
         Err(e) => {
             tracing::error!(error = %e, "response encoding failed");
@@ -113,7 +151,6 @@ async fn route(ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> {
     Some(match body {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(handlers::api_versions::handle(ctx, r)),
         RequestKind::Metadata(r) => ResponseKind::Metadata(handlers::metadata::handle(ctx, r)),
-        RequestKind::Produce(r) => ResponseKind::Produce(handlers::produce::handle(ctx, r).await?),
         RequestKind::Fetch(r) => ResponseKind::Fetch(handlers::fetch::handle(ctx, r).await),
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(handlers::list_offsets::handle(ctx, r)),
         RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(handlers::create_topics::handle(ctx, r)),

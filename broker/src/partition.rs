@@ -80,7 +80,10 @@ impl Partition {
     /// Idempotent batches are checked against the producer state under the same lock as the
     /// append; a retry of a batch already written is answered with its original offsets (after
     /// waiting for it to be durable too) instead of being written twice.
-    pub async fn append(self: &Arc<Self>, records: &[u8], acks: i16) -> Result<AppendInfo, ApiError> {
+    /// Appends a producer's batches now and returns the commit to wait for: once it completes the
+    /// batches are fsync'd and visible. Several appends (of one request, or of requests in flight
+    /// on one connection) can wait at once, so their fsyncs overlap or merge.
+    pub fn begin_append(self: &Arc<Self>, records: &[u8]) -> Result<(AppendInfo, Commit), ApiError> {
         let mut batches = BytesMut::from(records);
         let appended = {
             let mut log = self.log.lock();
@@ -94,29 +97,28 @@ impl Partition {
         let info = appended.info;
         let this = Arc::clone(self);
         let upto = info.last_offset + 1;
-        let commit = tokio::task::spawn_blocking(move || {
+        let handle = tokio::task::spawn_blocking(move || {
             let result = this.log.flush_to(upto, now_ms());
             this.advance_high_watermark(this.log.commit().durable_offset());
             result
         });
+        Ok((
+            info,
+            Commit {
+                handle,
+                topic: self.topic.clone(),
+                index: self.index,
+            },
+        ))
+    }
+
+    /// `begin_append` and, for acks=all, the wait for the commit.
+    pub async fn append(self: &Arc<Self>, records: &[u8], acks: i16) -> Result<AppendInfo, ApiError> {
+        let (info, commit) = self.begin_append(records)?;
         if acks == -1 {
-            match commit.await {
-                Ok(result) => result?,
-                Err(join) => {
-                    return Err(StorageError::Offline {
-                        dir: Default::default(),
-                        reason: join.to_string(),
-                    }
-                    .into());
-                }
-            }
+            commit.wait().await?;
         } else {
-            let (topic, index) = (self.topic.clone(), self.index);
-            tokio::spawn(async move {
-                if let Ok(Err(e)) = commit.await {
-                    tracing::error!(%topic, partition = index, error = %e, "background fsync failed");
-                }
-            });
+            commit.detach();
         }
         Ok(info)
     }
@@ -159,5 +161,37 @@ impl Partition {
         // Lets the next open skip the producer-state replay.
         self.producers.write_snapshot(self.producers.snapshot(&log));
         Ok(())
+    }
+}
+
+/// The fsync that commits an append (see `Partition::begin_append`).
+#[derive(Debug)]
+pub struct Commit {
+    handle: tokio::task::JoinHandle<Result<(), StorageError>>,
+    topic: String,
+    index: i32,
+}
+
+impl Commit {
+    /// Waits until the appended batches are durable and visible.
+    pub async fn wait(self) -> Result<(), ApiError> {
+        match self.handle.await {
+            Ok(result) => Ok(result?),
+            Err(join) => Err(StorageError::Offline {
+                dir: Default::default(),
+                reason: join.to_string(),
+            }
+            .into()),
+        }
+    }
+
+    /// Lets the commit finish on its own (acks=0/1); a failure is logged, and the log goes offline.
+    pub fn detach(self) {
+        let Commit { handle, topic, index } = self;
+        tokio::spawn(async move {
+            if let Ok(Err(e)) = handle.await {
+                tracing::error!(%topic, partition = index, error = %e, "background fsync failed");
+            }
+        });
     }
 }

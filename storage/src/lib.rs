@@ -21,4 +21,4 @@ mod time_index;
 pub use config::{LogConfig, TimestampType};
 pub use error::{Result, StorageError};
 pub use group_commit::{GroupCommit, SharedLog};
-pub use log::{AppendInfo, FlushJob, Log, RecoveryReport};
+pub use log::{AppendInfo, Decompress, FlushJob, Log, RecoveryReport};

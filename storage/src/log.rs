@@ -30,6 +30,11 @@ use crate::segment::{self, Segment};
 const LOG_CHECKPOINT: &str = "log-checkpoint";
 const CLEAN_SHUTDOWN: &str = "clean-shutdown";
 
+/// Lists `(offset, timestamp)` of every record of one compressed batch (given whole), or `None`
+/// if it cannot. Storage keeps batches opaque and has no codecs, so whoever needs record-precise
+/// answers from compressed batches supplies this.
+pub type Decompress<'a> = &'a dyn Fn(&[u8]) -> Option<Vec<(u64, i64)>>;
+
 /// What one append wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendInfo {
@@ -507,20 +512,20 @@ impl Log {
     }
 
     /// ListOffsets by time: the first record whose timestamp is `>= timestamp`, as
-    /// `(offset, its timestamp)`. Precise to the record for uncompressed batches; for compressed
-    /// ones it answers the batch's base offset (the consumer skips the few earlier records).
-    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(u64, i64)>> {
+    /// `(offset, its timestamp)`, precise to the record. Compressed batches are opened with
+    /// `decompress` (compression codecs belong to the protocol layer, not to storage).
+    pub fn offset_for_timestamp(&self, timestamp: i64, decompress: Decompress<'_>) -> Result<Option<(u64, i64)>> {
         for seg in self.segments.values() {
             if let Some((position, header)) = seg.find_batch_by_time(timestamp)? {
-                let found = self.locate_record(seg, position, &header, |ts| ts >= timestamp)?;
+                let found = self.locate_record(seg, position, &header, decompress, |ts| ts >= timestamp)?;
                 return Ok(Some((found.0.max(self.log_start_offset), found.1)));
             }
         }
         Ok(None)
     }
 
-    /// ListOffsets MAX_TIMESTAMP (KIP-734): the record with the largest timestamp.
-    pub fn max_timestamp(&self) -> Result<Option<(u64, i64)>> {
+    /// ListOffsets MAX_TIMESTAMP (KIP-734): the first record with the largest timestamp.
+    pub fn max_timestamp(&self, decompress: Decompress<'_>) -> Result<Option<(u64, i64)>> {
         let mut best: Option<(&Segment, i64, u64)> = None;
         for seg in self.segments.values() {
             let (ts, offset) = seg.max_timestamp();
@@ -530,26 +535,41 @@ impl Log {
         }
         let Some((seg, ts, offset)) = best else { return Ok(None) };
         match seg.find_batch(offset)? {
-            Some((position, header)) => Ok(Some(self.locate_record(seg, position, &header, |t| t >= ts)?)),
+            Some((position, header)) => Ok(Some(
+                self.locate_record(seg, position, &header, decompress, |t| t >= ts)?,
+            )),
             None => Ok(None),
         }
     }
 
+    /// The first record of a batch whose timestamp satisfies `want`.
     fn locate_record(
         &self,
         seg: &Segment,
         position: u64,
         header: &BatchHeader,
+        decompress: Decompress<'_>,
         want: impl Fn(i64) -> bool,
     ) -> Result<(u64, i64)> {
         let base = header.base_offset as u64;
-        if header.compression() != 0 || header.is_log_append_time() {
+        if header.is_log_append_time() {
+            // Every record carries the batch's timestamp.
             return Ok((base, header.max_timestamp));
         }
         let bytes = seg.read(position, header.total_size())?;
-        let found = batch::record_timestamps(&bytes, header)
-            .and_then(|recs| recs.into_iter().find(|&(_, ts)| want(ts)))
-            .map(|(delta, ts)| (base + delta.max(0) as u64, ts));
+        let records = if header.compression() == 0 {
+            batch::record_timestamps(&bytes, header).map(|recs| {
+                recs.into_iter()
+                    .map(|(delta, ts)| (base + delta.max(0) as u64, ts))
+                    .collect()
+            })
+        } else {
+            decompress(&bytes)
+        };
+        let found = records.and_then(|recs| recs.into_iter().find(|&(_, ts)| want(ts)));
+        if found.is_none() {
+            tracing::warn!(dir = %self.dir.display(), offset = base, "cannot read the records of a batch; answering its base offset");
+        }
         Ok(found.unwrap_or((base, header.max_timestamp)))
     }
 

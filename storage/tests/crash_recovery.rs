@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::batches::build_from;
+use common::batches::{build_from, decompress};
 use kafka_protocol::records::Compression;
 use skiff_storage::batch;
 use skiff_storage::error::kafka_code;
@@ -246,7 +246,10 @@ fn missing_or_damaged_indexes_are_rebuilt() {
                 // is record n-m of batch m = max(0, n-3).
                 let m = n.saturating_sub(3);
                 let expected = (m * 4 + (n - m), NOW + n as i64);
-                assert_eq!(log.offset_for_timestamp(NOW + n as i64).unwrap(), Some(expected));
+                assert_eq!(
+                    log.offset_for_timestamp(NOW + n as i64, &decompress).unwrap(),
+                    Some(expected)
+                );
             }
         }
     }

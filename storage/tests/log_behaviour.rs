@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::batches::{build, build_from};
+use common::batches::{build, build_from, decompress};
 use kafka_protocol::records::Compression;
 use skiff_storage::batch::{self, BatchHeader};
 use skiff_storage::error::kafka_code;
@@ -198,7 +198,7 @@ fn log_append_time_topics_stamp_the_broker_clock() {
     let (h, _) = &read_all(&log)[0];
     assert!(h.is_log_append_time());
     assert_eq!(h.max_timestamp, NOW);
-    assert_eq!(log.offset_for_timestamp(NOW).unwrap(), Some((0, NOW)));
+    assert_eq!(log.offset_for_timestamp(NOW, &decompress).unwrap(), Some((0, NOW)));
 }
 
 #[test]
@@ -207,20 +207,30 @@ fn timestamp_lookups_find_the_first_record_at_or_after() {
     let mut log = Log::open(dir.path(), small_config()).unwrap();
     // Batch b holds 5 records with timestamps NOW + 10b .. NOW + 10b + 4.
     fill(&mut log, 300, 5, 0);
-    assert_eq!(log.offset_for_timestamp(0).unwrap(), Some((0, NOW)));
-    assert_eq!(log.offset_for_timestamp(NOW + 1003).unwrap(), Some((503, NOW + 1003)));
+    assert_eq!(log.offset_for_timestamp(0, &decompress).unwrap(), Some((0, NOW)));
     assert_eq!(
-        log.offset_for_timestamp(NOW + 1005).unwrap(),
+        log.offset_for_timestamp(NOW + 1003, &decompress).unwrap(),
+        Some((503, NOW + 1003))
+    );
+    assert_eq!(
+        log.offset_for_timestamp(NOW + 1005, &decompress).unwrap(),
         Some((505, NOW + 1010)),
         "gap: next record"
     );
-    assert_eq!(log.offset_for_timestamp(NOW + 2994).unwrap(), Some((1499, NOW + 2994)));
-    assert_eq!(log.offset_for_timestamp(NOW + 2995).unwrap(), None);
-    assert_eq!(log.max_timestamp().unwrap(), Some((1499, NOW + 2994)));
-    // A compressed batch answers at batch precision.
+    assert_eq!(
+        log.offset_for_timestamp(NOW + 2994, &decompress).unwrap(),
+        Some((1499, NOW + 2994))
+    );
+    assert_eq!(log.offset_for_timestamp(NOW + 2995, &decompress).unwrap(), None);
+    assert_eq!(log.max_timestamp(&decompress).unwrap(), Some((1499, NOW + 2994)));
+    // A compressed batch is opened with the caller's codec and answered to the record.
     let mut z = build(5, 10, NOW + 5000, Compression::Gzip);
     log.append(&mut z, 0, NOW).unwrap();
-    assert_eq!(log.offset_for_timestamp(NOW + 5002).unwrap(), Some((1500, NOW + 5004)));
+    assert_eq!(
+        log.offset_for_timestamp(NOW + 5002, &decompress).unwrap(),
+        Some((1502, NOW + 5002))
+    );
+    assert_eq!(log.max_timestamp(&decompress).unwrap(), Some((1504, NOW + 5004)));
 }
 
 #[test]

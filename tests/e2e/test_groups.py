@@ -1,129 +1,19 @@
 """Consumer groups with confluent-kafka (classic protocol, eager range/roundrobin assignors): members joining and
-leaving mid-stream, commits, resuming from committed offsets, and the group admin APIs.
+leaving mid-stream, commits, resuming from committed offsets, and the group admin APIs. The rebalance test's members
+and checks (at-least-once with zero gaps, exactly-once for committed ranges) are in group_member.py."""
 
-The rebalance test commits synchronously right after processing each batch and again when partitions are revoked,
-so a record may be read twice only if the commit that covered it failed; it checks:
-  * at-least-once overall with zero gaps: every acknowledged offset of every partition is read, with its value;
-  * exactly-once for committed ranges: every offset is covered by exactly one successful commit of the member
-    session that read it (a second covered read would mean a member started before or past another's commit);
-  * within one member's ownership of a partition, offsets are read densely in order.
-"""
-
-import itertools
 import threading
 import time
 from collections import defaultdict
 
-from confluent_kafka import ConsumerGroupState, KafkaException, TopicPartition
+from confluent_kafka import ConsumerGroupState, TopicPartition
 
 from e2e_util import (admin, assert_all_delivered, consumer, create_topic, kp_consumer, produce_all, producer, unique,
                       wait_until, watermarks)
+from group_member import Ledger, Member, check_ledger, committed_offsets
 
 PARTITIONS = 6
 MAX_CHUNKS = 300
-
-
-class Ledger:
-    """Everything the members did, in one place, under one lock."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.reads = []  # (member, session, partition, offset, value)
-        self.commits = []  # (member, session, partition, next_offset, ok, error)
-        self.assignments = defaultdict(list)  # member -> [set of partitions], one per assignment
-        self.sessions = itertools.count(1)
-        self.errors = []
-
-
-class Member(threading.Thread):
-    """A group member: consume a batch, record it, commit it synchronously; commit on revoke; close on stop."""
-
-    def __init__(self, name, bootstrap, group, topic, ledger: Ledger):
-        super().__init__(name=name, daemon=True)
-        self.member = name
-        self.bootstrap, self.group, self.topic, self.ledger = bootstrap, group, topic, ledger
-        self.stop_event = threading.Event()
-        self.session = {}  # partition -> session id of the current ownership
-        self.pending = {}  # partition -> next offset to commit (read but not yet committed)
-        self.owned = set()
-        self.closed = threading.Event()
-
-    def on_assign(self, c, partitions):
-        with self.ledger.lock:
-            for tp in partitions:
-                self.session[tp.partition] = next(self.ledger.sessions)
-            self.owned = {tp.partition for tp in partitions}
-            self.ledger.assignments[self.member].append(set(self.owned))
-
-    def on_revoke(self, c, partitions):
-        self.commit(c)
-        with self.ledger.lock:
-            for tp in partitions:
-                self.session.pop(tp.partition, None)
-                self.pending.pop(tp.partition, None)
-            self.owned -= {tp.partition for tp in partitions}
-
-    def on_lost(self, c, partitions):
-        with self.ledger.lock:
-            for tp in partitions:
-                self.session.pop(tp.partition, None)
-                self.pending.pop(tp.partition, None)
-            self.owned -= {tp.partition for tp in partitions}
-
-    def commit(self, c):
-        if not self.pending:
-            return
-        offsets = [TopicPartition(self.topic, p, off) for p, off in sorted(self.pending.items())]
-        sessions = {p: self.session.get(p) for p in self.pending}
-        try:
-            result = c.commit(offsets=offsets, asynchronous=False)
-            outcome = {tp.partition: tp.error for tp in result}
-        except KafkaException as e:
-            outcome = {tp.partition: e.args[0] for tp in offsets}
-        with self.ledger.lock:
-            for tp in offsets:
-                err = outcome.get(tp.partition, "no result for partition")
-                self.ledger.commits.append((self.member, sessions[tp.partition], tp.partition, tp.offset,
-                                            err is None, None if err is None else str(err)))
-                if err is None and self.pending.get(tp.partition) == tp.offset:
-                    del self.pending[tp.partition]
-
-    def run(self):
-        c = consumer(self.bootstrap, self.group, **{"fetch.wait.max.ms": 100})
-        try:
-            c.subscribe([self.topic], on_assign=self.on_assign, on_revoke=self.on_revoke, on_lost=self.on_lost)
-            while not self.stop_event.is_set():
-                msgs = c.consume(num_messages=100, timeout=0.1)
-                with self.ledger.lock:
-                    for m in msgs:
-                        if m.error():
-                            self.ledger.errors.append((self.member, str(m.error())))
-                            continue
-                        self.ledger.reads.append((self.member, self.session.get(m.partition()), m.partition(),
-                                                  m.offset(), m.value()))
-                        self.pending[m.partition()] = m.offset() + 1
-                self.commit(c)
-            self.commit(c)
-        except Exception as e:  # noqa: BLE001 - surfaced by the test through ledger.errors
-            with self.ledger.lock:
-                self.ledger.errors.append((self.member, repr(e)))
-        finally:
-            c.close()  # runs on_revoke (commit) and sends LeaveGroup
-            self.closed.set()
-
-    def leave(self, timeout=20):
-        self.stop_event.set()
-        self.join(timeout)
-        assert not self.is_alive(), f"member {self.member} did not close within {timeout}s"
-
-
-def committed_offsets(bootstrap, group, topic, partitions):
-    c = consumer(bootstrap, group)
-    try:
-        res = c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
-        return {tp.partition: tp.offset for tp in res}
-    finally:
-        c.close()
 
 
 def test_rebalance_as_members_join_and_leave_mid_stream(module_broker):
@@ -199,18 +89,11 @@ def test_rebalance_as_members_join_and_leave_mid_stream(module_broker):
     ends = watermarks(bootstrap, topic, PARTITIONS)
     assert sum(hi for _, hi in ends.values()) == total, f"high watermarks {ends} do not add up to {total} records"
 
-    def all_committed():
-        with ledger.lock:
-            done = {(p, off) for _, _, p, off, ok, _ in ledger.commits if ok}
-        return all((p, ends[p][1]) in done for p in range(PARTITIONS) if ends[p][1] > 0)
-
-    wait_until(all_committed, 60, "the remaining member (m3) to read and commit every partition to its end")
+    wait_until(lambda: ledger.committed_to(ends), 60, "the remaining member (m3) to read and commit every partition to its end")
     members["m3"].leave()
 
     with ledger.lock:
-        reads, commits, errors = list(ledger.reads), list(ledger.commits), list(ledger.errors)
         assignments = {m: list(a) for m, a in ledger.assignments.items()}
-    assert not errors, f"consumer errors: {errors[:10]}"
 
     # The scenario really rebalanced: all three members owned partitions, and m3 ended up owning them all.
     for m in ("m1", "m2", "m3"):
@@ -218,43 +101,9 @@ def test_rebalance_as_members_join_and_leave_mid_stream(module_broker):
     assert assignments["m3"][-1] == set(range(PARTITIONS)), f"m3's last assignment {assignments['m3'][-1]}"
     assert len(chunks) < MAX_CHUNKS, "the producer ran out of records before the membership changes were over"
 
-    # Every read matches what was acknowledged at that offset (no phantom or changed records).
-    for member, session, p, off, value in reads:
-        assert session is not None, f"{member} read partition {p} offset {off} without owning it"
-        assert acked.get((p, off)) == value, f"{member} read {value!r} at {p}/{off}, acked {acked.get((p, off))!r}"
-
-    # At-least-once with zero gaps.
-    read_set = {(p, off) for _, _, p, off, _ in reads}
-    missing = sorted(set(acked) - read_set)
-    assert not missing, f"{len(missing)} acknowledged records never read, e.g. {missing[:20]}"
-
-    # Within one ownership session, a member reads its partition densely and in order.
-    by_session = defaultdict(list)
-    for member, session, p, off, _ in reads:
-        by_session[(member, session, p)].append(off)
-    for (member, session, p), offs in by_session.items():
-        assert offs == list(range(offs[0], offs[0] + len(offs))), (
-            f"{member} session {session} read partition {p} with gaps or out of order: {offs[:30]}...")
-
-    # Exactly-once for committed ranges: each offset is covered by exactly one successful commit made in the
-    # session that read it.
-    best_commit = defaultdict(int)  # (member, session, partition) -> highest successful commit
-    for member, session, p, off, ok, _ in commits:
-        if ok:
-            best_commit[(member, session, p)] = max(best_commit[(member, session, p)], off)
-    covered = defaultdict(list)
-    for member, session, p, off, _ in reads:
-        if best_commit[(member, session, p)] > off:
-            covered[(p, off)].append(member)
-    twice = {k: v for k, v in covered.items() if len(v) > 1}
-    assert not twice, f"records read and committed by more than one session: {sorted(twice.items())[:10]}"
-    uncovered = sorted(set(acked) - set(covered))
-    failed_commits = [c for c in commits if not c[4]]
-    assert not uncovered, (f"{len(uncovered)} records never covered by a successful commit of the session that read "
-                           f"them, e.g. {uncovered[:10]}; failed commits: {failed_commits[:10]}")
-    redelivered = len(reads) - len(read_set)
-    print(f"{len(reads)} reads, {redelivered} redeliveries, {len(commits)} commits ({len(failed_commits)} failed), "
-          f"assignments {assignments}")
+    assert not ledger.broker_down, f"broker-down errors without a restart: {ledger.broker_down[:5]}"
+    summary = check_ledger(ledger, acked)
+    print(f"{summary}, assignments {assignments}")
 
     # The group's committed offsets are the high watermarks.
     assert committed_offsets(bootstrap, group, topic, PARTITIONS) == {p: ends[p][1] for p in range(PARTITIONS)}

@@ -4,6 +4,7 @@ answered with its original offset (also after a crash), a sequence gap is refuse
 and DescribeProducers shows the producer's state."""
 
 import json
+import time
 from collections import Counter, defaultdict
 
 from e2e_util import consume_range, create_topic, producer, unique, wait_until, watermarks
@@ -49,14 +50,19 @@ def test_idempotent_producer_exactly_once_through_broker_kills(broker):
                     p.poll(0.05)
             p.poll(0)
 
+    # Everything is queued up front; the broker is killed twice while thousands of messages are still pending (with
+    # up to 5 produce requests in flight), once early and once in the middle.
+    send(0, TOTAL)
     kills = 0
-    for lo, hi, kill_after in ((0, 1500, 300), (1500, 3000, 2000), (3000, TOTAL, None)):
-        send(lo, hi)
-        if kill_after is not None:
-            wait_until(lambda: p.poll(0.01) >= 0 and len(reports) >= kill_after, 60,
-                       f"{kill_after} deliveries before killing the broker (have {len(reports)}, errors {errors[:5]})")
-            broker.restart(kill=True)
-            kills += 1
+    for kill_after in (300, 2000):
+        deadline = time.monotonic() + 60
+        while len(reports) < kill_after:
+            assert time.monotonic() < deadline, f"{len(reports)} deliveries in 60 s, errors {errors[:5]}"
+            p.poll(0.001)
+        pending = TOTAL - len(reports) - len(errors)
+        assert pending > 0, "nothing pending when the broker was killed"
+        broker.restart(kill=True)
+        kills += 1
     remaining = p.flush(90)
     assert remaining == 0, f"{remaining} messages undelivered 90 s after the last kill; errors {errors[:10]}"
     assert not errors, f"{len(errors)} delivery errors, e.g. {errors[:10]}"

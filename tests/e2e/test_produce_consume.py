@@ -117,6 +117,11 @@ def test_records_round_trip_with_every_codec(module_broker, client, codec):
     kgot = [(r.offset, r.key, r.value, norm_headers(r.headers)) for r in kmsgs]
     assert kgot == want, first_difference(kgot, want)
 
+    # A fetch from the middle of a (compressed) batch: the broker returns the batch holding that offset.
+    mid = [(m.offset(), m.value()) for m in consume_range(bootstrap, topic, 1, start=N // 2)]
+    assert mid == [(i, v) for i, (_, v, _) in enumerate(records)][N // 2:], first_difference(
+        mid, [(i, v) for i, (_, v, _) in enumerate(records)][N // 2:])
+
 
 def first_difference(got, want):
     for i, (g, w) in enumerate(zip(got, want)):

@@ -642,7 +642,7 @@ fn lookup_bench(log: &Log, lookup: &LookupLog, args: &Args) -> Result<()> {
         by_time.push(per_s(timed_ops(args.lookups, cap, || {
             let offset = rng.below(records);
             let ts = LOOKUP_T0 + offset as i64;
-            let found = log.offset_for_timestamp(ts)?;
+            let found = log.offset_for_timestamp(ts, &|_: &[u8]| None)?;
             ensure!(
                 found == Some((offset, ts)),
                 "offset_for_timestamp({ts}) = {found:?}, expected offset {offset}"

@@ -1,9 +1,11 @@
 //! ListOffsets: earliest, latest, max-timestamp and by-timestamp lookups, never past the high
 //! watermark.
 
+use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use kafka_protocol::records::RecordBatchDecoder;
 use skiff_protocol::kafka_protocol;
 
 use super::Ctx;
@@ -68,13 +70,24 @@ fn lookup(part: &Partition, timestamp: i64) -> Result<(i64, i64, i32), ApiError>
         match timestamp {
             LATEST_TIMESTAMP => Ok((hw as i64, -1, epoch)),
             EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP => Ok((log.log_start_offset() as i64, -1, epoch)),
-            MAX_TIMESTAMP => visible(log.max_timestamp()?),
+            MAX_TIMESTAMP => visible(log.max_timestamp(&record_timestamps)?),
             LATEST_TIERED_TIMESTAMP => Ok((-1, -1, -1)),
-            t if t >= 0 => visible(log.offset_for_timestamp(t)?),
+            t if t >= 0 => visible(log.offset_for_timestamp(t, &record_timestamps)?),
             t => Err(ApiError::new(
                 ResponseError::InvalidRequest,
                 format!("timestamp {t} is not a known special value"),
             )),
         }
     })
+}
+
+/// Opens a compressed batch the way a client would, for record-precise timestamp lookups.
+fn record_timestamps(batch: &[u8]) -> Option<Vec<(u64, i64)>> {
+    let set = RecordBatchDecoder::decode(&mut Bytes::copy_from_slice(batch)).ok()?;
+    Some(
+        set.records
+            .iter()
+            .map(|r| (r.offset.max(0) as u64, r.timestamp))
+            .collect(),
+    )
 }

@@ -2,7 +2,9 @@
 #![allow(dead_code)]
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 
 /// One batch of `records` records with `value_len`-byte values and timestamps `timestamp + i`.
 pub fn build(records: usize, value_len: usize, timestamp: i64, compression: Compression) -> BytesMut {
@@ -48,4 +50,11 @@ pub fn build_from(
     )
     .expect("encoding a batch in memory cannot fail");
     buf
+}
+
+/// `(offset, timestamp)` of every record of a (compressed) batch, decoded as a client would: what
+/// `Log::offset_for_timestamp` needs to open compressed batches.
+pub fn decompress(batch: &[u8]) -> Option<Vec<(u64, i64)>> {
+    let set = RecordBatchDecoder::decode(&mut Bytes::copy_from_slice(batch)).ok()?;
+    Some(set.records.iter().map(|r| (r.offset as u64, r.timestamp)).collect())
 }
