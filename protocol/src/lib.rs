@@ -13,4 +13,4 @@ pub use frame::{FrameDecoder, FrameError, SOCKET_REQUEST_MAX_BYTES_DEFAULT};
 pub use huge_alloc::HugeAlloc;
 pub use kafka_protocol;
 pub use request::{DecodeError, Request, RequestPrefix};
-pub use response::{EncodeError, encode_api_versions_fallback, encode_response};
+pub use response::{EncodeError, api_version_list, encode_api_versions_fallback, encode_response};

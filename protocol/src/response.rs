@@ -39,23 +39,26 @@ pub fn encode_response(
     Ok(buf.freeze())
 }
 
+/// `(api, min, max)` ranges as ApiVersions lists them.
+pub fn api_version_list(supported: &[(ApiKey, i16, i16)]) -> Vec<ApiVersion> {
+    supported
+        .iter()
+        .map(|&(key, min, max)| {
+            ApiVersion::default()
+                .with_api_key(key as i16)
+                .with_min_version(min)
+                .with_max_version(max)
+        })
+        .collect()
+}
+
 /// The answer to an ApiVersions request at a version the broker does not know: a v0 response
 /// with UNSUPPORTED_VERSION and the supported ranges, so the client can pick a version it shares.
 pub fn encode_api_versions_fallback(correlation_id: i32, supported: &[(ApiKey, i16, i16)]) -> Bytes {
     const UNSUPPORTED_VERSION: i16 = 35;
     let body = ApiVersionsResponse::default()
         .with_error_code(UNSUPPORTED_VERSION)
-        .with_api_keys(
-            supported
-                .iter()
-                .map(|&(key, min, max)| {
-                    ApiVersion::default()
-                        .with_api_key(key as i16)
-                        .with_min_version(min)
-                        .with_max_version(max)
-                })
-                .collect(),
-        );
+        .with_api_keys(api_version_list(supported));
     match encode_response(ApiKey::ApiVersions, 0, correlation_id, &ResponseKind::ApiVersions(body)) {
         Ok(frame) => frame,
         // v0 carries every field set above; an empty frame makes the client reconnect.

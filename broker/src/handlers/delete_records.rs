@@ -69,10 +69,9 @@ fn delete(part: &Partition, offset: i64) -> Result<i64, ApiError> {
 pub(crate) mod tests {
     use std::sync::Arc;
 
-    use bytes::{Bytes, BytesMut};
+    use bytes::Bytes;
     use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
     use kafka_protocol::messages::{ApiKey, ResponseKind};
-    use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 
     use super::*;
     use crate::broker::Broker;
@@ -97,30 +96,7 @@ pub(crate) mod tests {
 
     /// One uncompressed batch of `n` records, as a producer sends it.
     pub(crate) fn batch(n: usize) -> Bytes {
-        let records: Vec<Record> = (0..n)
-            .map(|i| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: i as i32 - 1,
-                timestamp: 1_700_000_000_000 + i as i64,
-                key: None,
-                value: Some(Bytes::from(vec![b'v'; 10])),
-                headers: Default::default(),
-            })
-            .collect();
-        let mut buf = BytesMut::new();
-        let options = RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        };
-        RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
-        buf.freeze()
+        crate::test_batches::build(n, 10, 1_700_000_000_000, kafka_protocol::records::Compression::None).freeze()
     }
 
     /// Creates `topic` with one partition holding `batches` committed batches of 5 records.

@@ -11,6 +11,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
+
+#[path = "../../../storage/tests/common/batches.rs"]
+mod batches;
 use skiff_protocol::kafka_protocol;
 
 use kafka_protocol::messages::{
@@ -369,39 +372,10 @@ impl Client {
 /// One uncompressed record batch of `records` records with `value_len`-byte values, byte for byte
 /// what a client sends.
 pub fn record_batch(records: usize, value_len: usize) -> Bytes {
-    use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
-    let recs: Vec<Record> = (0..records)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // A non-idempotent batch has base sequence -1; the encoder wants offset - sequence constant.
-            sequence: i as i32 - 1,
-            timestamp: now + i as i64,
-            key: Some(Bytes::from(format!("key-{i}"))),
-            value: Some(Bytes::from(vec![b'a' + (i % 26) as u8; value_len])),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &recs,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encoding a batch in memory");
-    buf.freeze()
+    batches::build(records, value_len, now, kafka_protocol::records::Compression::None).freeze()
 }
 
 /// Creates a topic with CreateTopics v7 (1 replica); it is fine if it exists already.
