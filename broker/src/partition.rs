@@ -75,14 +75,12 @@ impl Partition {
         &self.producers
     }
 
-    /// Appends a producer's batches. With `acks=all` it returns once they are fsync'd (and so
-    /// visible); otherwise right after the append, while the fsync proceeds in the background.
-    /// Idempotent batches are checked against the producer state under the same lock as the
-    /// append; a retry of a batch already written is answered with its original offsets (after
-    /// waiting for it to be durable too) instead of being written twice.
     /// Appends a producer's batches now and returns the commit to wait for: once it completes the
     /// batches are fsync'd and visible. Several appends (of one request, or of requests in flight
     /// on one connection) can wait at once, so their fsyncs overlap or merge.
+    /// Idempotent batches are checked against the producer state under the same lock as the
+    /// append; a retry of a batch already written is answered with its original offsets instead
+    /// of being written twice, and its commit waits for the original to be durable.
     pub fn begin_append(self: &Arc<Self>, records: &[u8]) -> Result<(AppendInfo, Commit), ApiError> {
         let mut batches = BytesMut::from(records);
         let appended = {
