@@ -8,6 +8,8 @@ step() { printf '\n==> %s\n' "$*"; }
 
 # Debian packages the tests use; installed only when missing.
 APT_PACKAGES=()
+# replication: raft 0.7's prost-codec generates its protobuf types with protoc at build time
+APT_PACKAGES+=(protobuf-compiler)
 # --- e2e (tests/e2e): Debian packages the real-client tests use ---
 APT_PACKAGES+=(kcat)
 # --- end e2e ---
