@@ -15,23 +15,38 @@
 //!   and the term index are rebuilt at open by walking those plus the log's batch headers. See
 //!   raft_log.rs for the layout and the crash ordering. High watermark = translator offset after
 //!   the commit index.
-//! - tests/raft_group.rs: a 3-replica group stepped by hand (no clock, no threads) through an
-//!   in-memory network with isolation: election, replication, high watermark vs. commit, a
-//!   partitioned old leader's uncommitted suffix truncated, crash-restart rebuild.
+//! - [`group_driver::GroupDriver`]: the driving loop for many groups on one broker, with no clock
+//!   and no I/O besides storage: one `tick()` for all groups, `step`, `propose` (leader only;
+//!   otherwise `NotLeader` with the leader's id), and `process_ready()`, which handles every
+//!   group's `Ready` in raft-rs order with one group commit across groups: all entries are
+//!   written unsynced, then each touched log is fsync'd once. The commit index is volatile (Raft
+//!   Figure 2) and persisted by `persist_commits()` on Kafka's
+//!   `replica.high.watermark.checkpoint.interval.ms`; hard state (term, vote) is written before
+//!   any message that depends on it. `Output` says what the broker needs: messages per peer,
+//!   committed data entries with their Kafka offsets, moved high watermarks, leader changes.
+//! - [`transport::Transport`]: broker-to-broker frames over tokio TCP (byte layout in
+//!   transport/wire.rs): one connection per peer and direction, a bounded per-peer queue that
+//!   drops rather than blocks (Raft retransmits), everything queued for a peer sent as one
+//!   envelope across all groups, identical consecutive heartbeats of a group coalesced. Raft
+//!   messages keep raft's own prost 0.11 encoding inside our prost 0.14 envelope; unknown
+//!   message types are refused before they reach raft-rs (which panics on them).
+//! - Tests, stepped by hand: tests/raft_group.rs (3 and 5 replicas: election, log matching,
+//!   HW vs commit, a partitioned old leader's suffix truncated, crash-restart), tests/raft_log.rs,
+//!   tests/group_driver.rs (3 brokers x 50 groups: elections with one ticker, one fsync per log
+//!   per pass, a broker killed and restarted), tests/transport.rs (loopback: batching, reconnect,
+//!   malformed frames, dead and stuck peers).
 //!
 //! # Rules a driver must keep
 //! - Propose data as exactly one Kafka v2 batch per entry with an empty context (validate and
 //!   split producer requests first); `LogStorage::append` refuses anything else.
-//! - Handle `Ready` in raft-rs order: send `messages`, apply committed entries, `append`
-//!   entries (durable on return: it fsyncs), persist `hs`, then send `persisted_messages`,
-//!   `advance`, persist `commit_index`, send and apply the light ready, `advance_apply`.
 //! - Consumers read below `high_watermark()` only; acks=all answers once the entry's index is
 //!   committed; the term of a committed data entry is its Kafka leader epoch.
-//! - On a storage error the replica must stop (its in-memory state may be ahead of the disk).
+//! - On a storage error the replica must stop (its in-memory state may be ahead of the disk);
+//!   `GroupDriver` stops and reports that group alone.
+//! - Messages from the network go through `transport::wire::decode_raft`, never straight to
+//!   raft-rs.
 //!
 //! # What remains for issue 4
-//! - Group commit: `append` fsyncs per `Ready`; batch the fsyncs of many groups (storage's
-//!   `GroupCommit`/`FlushJob`) and honour `flush.messages`/`flush.ms` relaxation.
 //! - Snapshots and compaction: `snapshot()` answers `SnapshotTemporarilyUnavailable` and nothing
 //!   is compacted, so retention (`set_log_start_offset`) must not run on replicated logs yet. A
 //!   snapshot = (index, term, conf state, Kafka log start offset, producer state); the translator
@@ -41,12 +56,18 @@
 //! - Open walks every batch header of the log; persist the translator (`encode`) in a checkpoint
 //!   at clean shutdown to skip that.
 //! - Configuration changes (reassignment, add/decommission broker): apply `ConfChange(V2)`
-//!   entries with `apply_conf_change` and `set_conf_state` (tests panic on them today).
+//!   entries with `apply_conf_change` and `set_conf_state` (the driver stops a group on them
+//!   today, with `Unsupported`).
 //! - ISR from `raft.prs()` progress + `replica.lag.time.max.ms`; `min.insync.replicas` checks;
-//!   leader epoch ⇄ KIP-320 fencing and `OffsetForLeaderEpoch` from the log's epoch cache.
-//! - The controller group (cluster metadata log), the broker-to-broker transport (prost frames,
-//!   per-peer batching, coalesced heartbeats, one ticker for all groups), the driving loop of many
-//!   groups per broker, broker wiring (produce/fetch/metadata), and the multi-process tests.
+//!   leader epoch and KIP-320 fencing; `OffsetForLeaderEpoch` from the log's epoch cache; producer
+//!   state reloaded after a truncation (`ProducerStates::load` in the broker).
+//! - The controller group (cluster metadata log), broker wiring (a task that owns the driver and
+//!   the transport, one timer for all groups; produce waits on `Output::committed`, fetches on
+//!   `Output::high_watermarks`, Metadata from the controller's state), `deploy/local-cluster.sh`,
+//!   and the multi-process fault tests.
 
+pub mod group_driver;
+pub mod group_id;
 pub mod offset_translator;
 pub mod raft_log;
+pub mod transport;

@@ -19,7 +19,20 @@
 //! then rewrites `raft-entries`; an append writes `raft-entries` (only when it holds non-data
 //! entries or followed a truncation) before the batches. A crash between steps thus leaves either
 //! the old log's prefix or the new log's prefix, never batches at shifted indexes. Data batches
-//! are fsync'd before `append` returns (no group commit yet).
+//! are fsync'd before `append` returns.
+//!
+//! Group commit: `append_unsynced` leaves the batches in the page cache and `sync` fsyncs them,
+//! so a driver of many groups can write every group's entries, then fsync each touched log once.
+//! Until `sync`, only `raft-entries` may mention the unsynced suffix, and that is safe: a crash
+//! loses a suffix of the batches, the walk at open stops at the first missing one and drops the
+//! non-data entries past it. `raft-state` (whose commit index could point into that suffix) is
+//! never written while batches are unsynced: every write of it syncs them first.
+//!
+//! The commit index is volatile in Raft (Figure 2): `note_commit` keeps it in memory only (the
+//! high watermark follows it at once) and it reaches `raft-state` with the next write of that file
+//! (`set_hard_state` on a term or vote change, `set_commit`, or `persist_commit` on Kafka's
+//! `replica.high.watermark.checkpoint.interval.ms`). After a crash the replica restarts from an
+//! older commit index and learns the rest from its leader.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -72,6 +85,8 @@ struct Inner {
     dir: PathBuf,
     log: Log,
     hard_state: HardState,
+    /// The commit index `raft-state` holds.
+    persisted_commit: u64,
     conf_state: ConfState,
     snapshot_index: u64,
     snapshot_term: u64,
@@ -79,6 +94,8 @@ struct Inner {
     non_data: BTreeMap<u64, Entry>,
     /// `(first index, term)` of every run of entries with the same term, sorted.
     terms: Vec<(u64, u64)>,
+    /// Batches were appended since the last fsync of the partition log.
+    unsynced: bool,
 }
 
 impl LogStorage {
@@ -140,6 +157,7 @@ impl LogStorage {
         }
         let mut inner = Inner {
             dir,
+            persisted_commit: hard_state.commit,
             hard_state,
             conf_state,
             snapshot_index,
@@ -148,6 +166,7 @@ impl LogStorage {
             terms,
             translator,
             log,
+            unsynced: false,
         };
         // A crash can leave batches past the walk (appended after an entries file that did not
         // survive): they are not part of the Raft log, drop them.
@@ -183,7 +202,21 @@ impl LogStorage {
     /// Data entries must each hold exactly one Kafka batch; it is stamped with its Kafka base
     /// offset and with the entry's term as its leader epoch. Durable when this returns.
     pub fn append(&self, entries: &[Entry], now_ms: i64) -> Result<(), RaftLogError> {
+        let mut inner = self.wl();
+        inner.append(entries, now_ms)?;
+        inner.sync(now_ms).map(drop)
+    }
+
+    /// `append` without the fsync of the batches (group commit): they are durable once `sync`
+    /// returns. Raft must not be told they are persisted (`advance`) before that.
+    pub fn append_unsynced(&self, entries: &[Entry], now_ms: i64) -> Result<(), RaftLogError> {
         self.wl().append(entries, now_ms)
+    }
+
+    /// fsyncs the batches of earlier `append_unsynced` calls; returns whether there were any
+    /// (whether an fsync of the partition log ran).
+    pub fn sync(&self, now_ms: i64) -> Result<bool, RaftLogError> {
+        self.wl().sync(now_ms)
     }
 
     pub fn hard_state(&self) -> HardState {
@@ -194,6 +227,28 @@ impl LogStorage {
         let mut inner = self.wl();
         inner.hard_state = hs;
         inner.save_state()
+    }
+
+    /// Raises the commit index in memory only (see the module doc); never lowers it. The
+    /// entries it covers must be durable (appended and synced) already.
+    pub fn note_commit(&self, commit: u64) {
+        let mut inner = self.wl();
+        inner.hard_state.commit = inner.hard_state.commit.max(commit);
+    }
+
+    /// Writes `raft-state` if its commit index lags the one in memory; returns whether it did.
+    pub fn persist_commit(&self) -> Result<bool, RaftLogError> {
+        let mut inner = self.wl();
+        if inner.persisted_commit == inner.hard_state.commit {
+            return Ok(false);
+        }
+        inner.save_state()?;
+        Ok(true)
+    }
+
+    /// The commit index `raft-state` holds (what a restart begins from).
+    pub fn persisted_commit(&self) -> u64 {
+        self.rl().persisted_commit
     }
 
     pub fn set_commit(&self, commit: u64) -> Result<(), RaftLogError> {
@@ -274,14 +329,28 @@ fn read_headers(log: &Log) -> Result<Vec<BatchHeader>, RaftLogError> {
 }
 
 impl Inner {
-    fn save_state(&self) -> Result<(), RaftLogError> {
+    fn sync(&mut self, now_ms: i64) -> Result<bool, RaftLogError> {
+        if !self.unsynced {
+            return Ok(false);
+        }
+        self.log.flush(now_ms)?;
+        self.unsynced = false;
+        Ok(true)
+    }
+
+    /// Writes `raft-state`, first fsyncing any unsynced batches: its commit index may point into
+    /// them, and a durable commit index past the durable log would not reopen.
+    fn save_state(&mut self) -> Result<(), RaftLogError> {
+        self.sync(0)?;
         let payload = encode_state(
             &self.hard_state,
             &self.conf_state,
             self.snapshot_index,
             self.snapshot_term,
         );
-        Ok(checkpoint::write(&self.dir.join(RAFT_STATE), &payload)?)
+        checkpoint::write(&self.dir.join(RAFT_STATE), &payload)?;
+        self.persisted_commit = self.hard_state.commit;
+        Ok(())
     }
 
     fn save_entries(&self) -> Result<(), RaftLogError> {
@@ -363,7 +432,7 @@ impl Inner {
         }
         if !batches.is_empty() {
             self.log.append_replicated(&batches, now_ms)?;
-            self.log.flush(now_ms)?;
+            self.unsynced = true;
         }
         Ok(())
     }

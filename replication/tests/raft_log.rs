@@ -223,3 +223,91 @@ fn entries_span_many_segments() {
     }
     assert_eq!(s.log_end_offset(), next);
 }
+
+/// Group commit: `append_unsynced` leaves the batches unsynced until `sync` (one fsync however
+/// many batches), and `raft-state` is never written ahead of the batches its commit index may
+/// cover. A crash before `sync` can lose those batches while `raft-entries` already lists a
+/// non-data entry past them: the reopen walk stops at the first missing batch, so the replica
+/// reopens with a prefix of its log and drops that entry.
+#[test]
+fn unsynced_batches_sync_once_and_their_loss_reopens_as_a_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    s.append(&[empty(1, 1), data(2, 1, 2)], 0).unwrap();
+    assert!(!s.sync(0).unwrap(), "append is already durable");
+    s.set_hard_state(HardState {
+        term: 1,
+        vote: 1,
+        commit: 2,
+    })
+    .unwrap();
+    let durable = all_batches(&s);
+
+    s.append_unsynced(&[data(3, 1, 3), data(4, 1, 1)], 0).unwrap();
+    s.append_unsynced(&[empty(5, 2), data(6, 2, 1)], 0).unwrap();
+    assert!(s.sync(0).unwrap(), "one fsync for both appends");
+    assert!(!s.sync(0).unwrap());
+    s.append_unsynced(&[data(7, 2, 1)], 0).unwrap();
+    s.set_commit(7).unwrap();
+    assert!(
+        !s.sync(0).unwrap(),
+        "raft-state synced the batches before claiming them"
+    );
+
+    // The commit index is volatile: `note_commit` moves the high watermark, not `raft-state`.
+    s.append(&[data(8, 2, 1)], 0).unwrap();
+    s.note_commit(8);
+    s.note_commit(6);
+    assert_eq!(
+        (s.hard_state().commit, s.persisted_commit(), s.high_watermark()),
+        (8, 7, 9)
+    );
+    drop(s);
+    let s = open(dir.path());
+    assert_eq!(
+        (s.hard_state().commit, s.high_watermark()),
+        (7, 8),
+        "restarts from the persisted one"
+    );
+    s.note_commit(8);
+    assert!(s.persist_commit().unwrap());
+    assert!(!s.persist_commit().unwrap());
+    drop(s);
+    assert_eq!(open(dir.path()).high_watermark(), 9);
+
+    // A replica whose last appends never reached the disk: batches after index 2 are lost, but
+    // `raft-entries` (fsync'd during the append) lists the empty entry at index 5.
+    let dir2 = tempfile::tempdir().unwrap();
+    let s2 = open(dir2.path());
+    s2.append(&[empty(1, 1), data(2, 1, 2)], 0).unwrap();
+    s2.set_hard_state(HardState {
+        term: 2,
+        vote: 1,
+        commit: 2,
+    })
+    .unwrap();
+    s2.append_unsynced(&[data(3, 1, 3), data(4, 1, 1), empty(5, 2)], 0)
+        .unwrap();
+    assert_eq!(s2.non_data_indexes(), vec![1, 5]);
+    drop(s2);
+    let keep = durable.iter().map(|(_, b)| b.len()).sum::<usize>() as u64;
+    for entry in std::fs::read_dir(dir2.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "log") {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_len(keep)
+                .unwrap();
+        }
+    }
+    let s2 = open(dir2.path());
+    assert_eq!(raft_entries(&s2), vec![(1, 1, false), (2, 1, true)]);
+    assert_eq!(s2.non_data_indexes(), vec![1], "the entry past the gap is dropped");
+    assert_eq!(s2.hard_state().commit, 2);
+    assert_eq!((s2.log_end_offset(), s2.high_watermark()), (2, 2));
+    // Raft re-sends the lost suffix and it lands at the same offsets.
+    s2.append(&[data(3, 2, 3)], 0).unwrap();
+    assert_eq!(s2.offsets_of_index(3), Some(2..5));
+}

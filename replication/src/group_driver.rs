@@ -1,0 +1,563 @@
+//! The driving loop of every Raft group hosted on one broker (issue 4: "thousands of partitions
+//! per broker must not mean thousands of timers").
+//!
+//! A [`GroupDriver`] owns one `RawNode<LogStorage>` per partition replica on this broker, keyed by
+//! a [`GroupId`]. It has no clock, no thread and no I/O besides storage: the caller owns the one
+//! timer ([`GroupDriver::tick`] ticks every group), the transport (feeds [`GroupDriver::step`],
+//! sends [`Output::messages`]) and the produce path ([`GroupDriver::propose`]), and runs
+//! [`GroupDriver::process_ready`] after them. Tests step it by hand (STYLE: "the Raft driver is a
+//! loop that a test can step deterministically").
+//!
+//! Group commit across groups (DESIGN: "one fsync covers every batch that arrived meanwhile"):
+//! one `process_ready` pass handles the `Ready` of every group that has one in raft-rs order, but
+//! writes all groups' entries first (`LogStorage::append_unsynced`), then fsyncs each touched
+//! partition log once, and only then persists hard states, releases the messages that wait for
+//! persistence and `advance`s. A pass therefore issues at most one partition-log fsync per group,
+//! however many entries it carried. The small `raft-state`/`raft-entries` checkpoint files are
+//! still written (and fsync'd) per group when they must be: `raft-entries` when a non-data entry
+//! is appended, `raft-state` only when the term or vote changes (before the vote or the
+//! messages of the new term leave, Figure 2 "persistent state"). The commit index is volatile
+//! (Figure 2) and is only kept in memory by a pass; the caller persists it with
+//! [`GroupDriver::persist_commits`] every `replica.high.watermark.checkpoint.interval.ms`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::path::PathBuf;
+
+use raft::prelude::{ConfState, Entry, EntryType, Message, Ready};
+use raft::{Config, RawNode, StateRole};
+use skiff_storage::LogConfig;
+use skiff_storage::batch;
+
+use crate::raft_log::{LogStorage, RaftLogError, is_data_entry};
+
+/// Identifies one Raft group (one partition) across the cluster; the broker maps it to a
+/// topic-partition.
+pub use crate::group_id::GroupId;
+/// A broker's Raft id (never 0: raft-rs uses 0 for "no leader").
+pub type NodeId = u64;
+
+/// Raft's election timeout in ticks (raft-rs randomizes it in `[ELECTION_TICK, 2 * ELECTION_TICK)`).
+pub const ELECTION_TICK_DEFAULT: usize = 10;
+/// Leader heartbeat interval in ticks.
+pub const HEARTBEAT_TICK_DEFAULT: usize = 1;
+/// Largest append message raft-rs builds (bytes of entries).
+pub const MAX_SIZE_PER_MSG_DEFAULT: u64 = 1024 * 1024;
+/// Append messages in flight per follower.
+pub const MAX_INFLIGHT_MSGS_DEFAULT: usize = 256;
+/// Kafka's `replica.high.watermark.checkpoint.interval.ms`: how often the caller should run
+/// [`GroupDriver::persist_commits`].
+pub const REPLICA_HIGH_WATERMARK_CHECKPOINT_INTERVAL_MS_DEFAULT: u64 = 5_000;
+
+/// Settings shared by every group of the driver.
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    pub node_id: NodeId,
+    pub election_tick: usize,
+    pub heartbeat_tick: usize,
+    pub max_size_per_msg: u64,
+    pub max_inflight_msgs: usize,
+    /// Raft thesis §9.6: a partitioned replica that comes back does not disrupt a working leader.
+    pub pre_vote: bool,
+}
+
+impl DriverConfig {
+    pub fn new(node_id: NodeId) -> Self {
+        Self {
+            node_id,
+            election_tick: ELECTION_TICK_DEFAULT,
+            heartbeat_tick: HEARTBEAT_TICK_DEFAULT,
+            max_size_per_msg: MAX_SIZE_PER_MSG_DEFAULT,
+            max_inflight_msgs: MAX_INFLIGHT_MSGS_DEFAULT,
+            pre_vote: true,
+        }
+    }
+}
+
+/// One replica to host: its partition directory and the group's voters.
+#[derive(Debug, Clone)]
+pub struct ReplicaSpec {
+    pub dir: PathBuf,
+    pub log_config: LogConfig,
+    /// Voters of a new group (every replica must be given the same); ignored once persisted.
+    pub voters: Vec<NodeId>,
+    /// A fixed election timeout in ticks (at least `election_tick`) instead of raft-rs's random
+    /// one: deterministic tests, or a placement policy that spreads leaders over brokers.
+    pub election_timeout: Option<usize>,
+}
+
+/// Where an accepted proposal will sit in the Raft log: it is committed (acks=all may answer)
+/// once an entry with this index *and* this term is reported in [`Output::committed`]; a
+/// committed entry at that index with another term means the proposal was lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Proposal {
+    pub index: u64,
+    pub term: u64,
+}
+
+/// A committed data entry: one Kafka batch and the offsets the Raft log gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub group: GroupId,
+    pub index: u64,
+    /// The Raft term, i.e. the batch's Kafka leader epoch.
+    pub term: u64,
+    pub offsets: Range<u64>,
+}
+
+/// A group's view of its leader changed (`leader: None` while an election is running).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaderChange {
+    pub group: GroupId,
+    pub leader: Option<NodeId>,
+    /// The term: the Kafka leader epoch of that leader.
+    pub term: u64,
+}
+
+/// What one `process_ready` pass produced, for the transport, produce waiters and parked fetches.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Raft messages to send, per destination broker, each tagged with its group.
+    pub messages: BTreeMap<NodeId, Vec<(GroupId, Message)>>,
+    /// Committed data entries in commit order per group.
+    pub committed: Vec<Committed>,
+    /// New high watermarks of groups whose high watermark moved.
+    pub high_watermarks: BTreeMap<GroupId, u64>,
+    pub leader_changes: Vec<LeaderChange>,
+    /// Groups stopped by a storage (or unsupported-entry) error in this pass: their in-memory
+    /// state may be ahead of the disk, so they are removed from the driver (reopen to recover).
+    pub failed: Vec<(GroupId, DriverError)>,
+    /// Partition-log fsyncs this pass issued (at most one per group that wrote entries).
+    pub log_syncs: usize,
+    /// `raft-state` writes this pass issued (term or vote changes only).
+    pub state_writes: usize,
+    /// Groups whose `Ready` was handled.
+    pub readies: usize,
+}
+
+impl Output {
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+            && self.committed.is_empty()
+            && self.high_watermarks.is_empty()
+            && self.leader_changes.is_empty()
+            && self.failed.is_empty()
+            && self.readies == 0
+    }
+}
+
+/// Totals since the driver was created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DriverStats {
+    pub passes: u64,
+    pub readies: u64,
+    pub log_syncs: u64,
+    pub state_writes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("raft group {0} is not hosted here")]
+    UnknownGroup(GroupId),
+    #[error("raft group {0} is already open")]
+    GroupExists(GroupId),
+    /// Becomes NOT_LEADER_OR_FOLLOWER, with the leader (if known) for the client's metadata.
+    #[error("not the leader of raft group {group} (leader: {leader:?})")]
+    NotLeader { group: GroupId, leader: Option<NodeId> },
+    /// raft-rs dropped the proposal (a leadership transfer is under way): retriable.
+    #[error("raft group {group} dropped the proposal")]
+    ProposalDropped { group: GroupId },
+    #[error("invalid record batch for raft group {group}: {reason}")]
+    InvalidBatch { group: GroupId, reason: String },
+    #[error("raft group {group}: {reason}")]
+    Unsupported { group: GroupId, reason: String },
+    #[error("raft group {group}: {source}")]
+    Storage { group: GroupId, source: RaftLogError },
+    #[error("raft group {group}: {source}")]
+    Raft { group: GroupId, source: raft::Error },
+}
+
+struct Replica {
+    raw: RawNode<LogStorage>,
+    store: LogStorage,
+    /// Last reported (leader id, term).
+    leader: (NodeId, u64),
+    high_watermark: u64,
+}
+
+/// Every Raft group of one broker, stepped by the caller.
+pub struct GroupDriver {
+    config: DriverConfig,
+    logger: slog::Logger,
+    groups: BTreeMap<GroupId, Replica>,
+    /// Groups that may have a `Ready` (touched since the last pass).
+    dirty: BTreeSet<GroupId>,
+    stats: DriverStats,
+}
+
+impl std::fmt::Debug for GroupDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupDriver")
+            .field("config", &self.config)
+            .field("groups", &self.groups.len())
+            .field("dirty", &self.dirty.len())
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+impl GroupDriver {
+    /// `logger` receives raft-rs's own logging.
+    pub fn new(config: DriverConfig, logger: slog::Logger) -> Self {
+        Self {
+            config,
+            logger,
+            groups: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+            stats: DriverStats::default(),
+        }
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.config.node_id
+    }
+
+    /// Opens (or creates) this broker's replica of `group` from its directory.
+    pub fn open_group(&mut self, group: GroupId, spec: &ReplicaSpec) -> Result<(), DriverError> {
+        if self.groups.contains_key(&group) {
+            return Err(DriverError::GroupExists(group));
+        }
+        let storage = |source| DriverError::Storage { group, source };
+        let initial = ConfState::from((spec.voters.clone(), vec![]));
+        let store = LogStorage::open(&spec.dir, spec.log_config.clone(), initial).map_err(storage)?;
+        let hs = store.hard_state();
+        let mut config = Config {
+            id: self.config.node_id,
+            election_tick: self.config.election_tick,
+            heartbeat_tick: self.config.heartbeat_tick,
+            max_size_per_msg: self.config.max_size_per_msg,
+            max_inflight_msgs: self.config.max_inflight_msgs,
+            pre_vote: self.config.pre_vote,
+            // Everything up to the durable commit index was applied before: for a partition the
+            // log itself is the state machine.
+            applied: hs.commit,
+            ..Default::default()
+        };
+        if let Some(t) = spec.election_timeout {
+            config.min_election_tick = t;
+            config.max_election_tick = t + 1;
+        }
+        let raw =
+            RawNode::new(&config, store.clone(), &self.logger).map_err(|source| DriverError::Raft { group, source })?;
+        let high_watermark = store.high_watermark();
+        self.groups.insert(
+            group,
+            Replica {
+                raw,
+                store,
+                leader: (0, hs.term),
+                high_watermark,
+            },
+        );
+        self.dirty.insert(group);
+        Ok(())
+    }
+
+    /// Removes a group (its storage stays on disk); returns whether it was hosted.
+    pub fn close_group(&mut self, group: GroupId) -> bool {
+        self.dirty.remove(&group);
+        self.groups.remove(&group).is_some()
+    }
+
+    pub fn groups(&self) -> impl Iterator<Item = GroupId> + '_ {
+        self.groups.keys().copied()
+    }
+
+    /// The Raft log of a hosted group (fetches read from it below its high watermark).
+    pub fn store(&self, group: GroupId) -> Option<&LogStorage> {
+        self.groups.get(&group).map(|r| &r.store)
+    }
+
+    /// The leader this replica knows of, if any.
+    pub fn leader(&self, group: GroupId) -> Option<NodeId> {
+        let r = self.groups.get(&group)?;
+        (r.raw.raft.leader_id != 0).then_some(r.raw.raft.leader_id)
+    }
+
+    pub fn is_leader(&self, group: GroupId) -> bool {
+        self.groups
+            .get(&group)
+            .is_some_and(|r| r.raw.raft.state == StateRole::Leader)
+    }
+
+    /// The current term of this replica (the leader epoch when it is the leader).
+    pub fn term(&self, group: GroupId) -> Option<u64> {
+        self.groups.get(&group).map(|r| r.raw.raft.term)
+    }
+
+    /// The commit index this replica knows of.
+    pub fn commit_index(&self, group: GroupId) -> Option<u64> {
+        self.groups.get(&group).map(|r| r.raw.raft.raft_log.committed)
+    }
+
+    pub fn stats(&self) -> DriverStats {
+        self.stats
+    }
+
+    /// One logical clock tick for every group: the broker's single timer calls this.
+    pub fn tick(&mut self) {
+        for (&id, r) in &mut self.groups {
+            if r.raw.tick() {
+                self.dirty.insert(id);
+            }
+        }
+    }
+
+    /// Delivers a Raft message that arrived for `group`.
+    pub fn step(&mut self, group: GroupId, msg: Message) -> Result<(), DriverError> {
+        let r = self.groups.get_mut(&group).ok_or(DriverError::UnknownGroup(group))?;
+        self.dirty.insert(group);
+        r.raw.step(msg).map_err(|source| DriverError::Raft { group, source })
+    }
+
+    /// Proposes one Kafka v2 record batch (validate and split producer requests first) on the
+    /// leader. It is durable on the leader after the next `process_ready` and committed once
+    /// reported in [`Output::committed`] with the returned index and term.
+    pub fn propose(&mut self, group: GroupId, kafka_batch: Vec<u8>) -> Result<Proposal, DriverError> {
+        let r = self.groups.get_mut(&group).ok_or(DriverError::UnknownGroup(group))?;
+        if r.raw.raft.state != StateRole::Leader {
+            let leader = (r.raw.raft.leader_id != 0).then_some(r.raw.raft.leader_id);
+            return Err(DriverError::NotLeader { group, leader });
+        }
+        // The storage refuses a malformed entry, which would stop the replica: refuse it here.
+        let header = batch::validate(&kafka_batch).map_err(|e| DriverError::InvalidBatch {
+            group,
+            reason: e.to_string(),
+        })?;
+        if header.total_size() != kafka_batch.len() {
+            return Err(DriverError::InvalidBatch {
+                group,
+                reason: "exactly one record batch per proposal".into(),
+            });
+        }
+        r.raw.propose(vec![], kafka_batch).map_err(|source| match source {
+            raft::Error::ProposalDropped => DriverError::ProposalDropped { group },
+            source => DriverError::Raft { group, source },
+        })?;
+        self.dirty.insert(group);
+        Ok(Proposal {
+            index: r.raw.raft.raft_log.last_index(),
+            term: r.raw.raft.term,
+        })
+    }
+
+    /// Handles the `Ready` of every group that has one, with one partition-log fsync per touched
+    /// group for the whole pass (see the module doc).
+    pub fn process_ready(&mut self, now_ms: i64) -> Output {
+        let mut out = Output::default();
+        let dirty = std::mem::take(&mut self.dirty);
+        let mut pending: Vec<(GroupId, Ready)> = Vec::new();
+
+        // 1. Per group: messages that need no persistence (a leader's appends go out in parallel
+        //    with its own write, Raft thesis §10.2.1), apply what is committed *and* persisted,
+        //    write the new entries without fsync.
+        for id in dirty {
+            let Some(r) = self.groups.get_mut(&id) else { continue };
+            if !r.raw.has_ready() {
+                continue;
+            }
+            let mut ready = r.raw.ready();
+            out.readies += 1;
+            let result = (|| {
+                if !ready.snapshot().is_empty() {
+                    return Err(DriverError::Unsupported {
+                        group: id,
+                        reason: "snapshots are not built yet".into(),
+                    });
+                }
+                push_messages(&mut out, id, ready.take_messages());
+                apply(&r.store, id, ready.take_committed_entries(), &mut out)?;
+                r.store
+                    .append_unsynced(ready.entries(), now_ms)
+                    .map_err(|source| DriverError::Storage { group: id, source })
+            })();
+            match result {
+                Ok(()) => pending.push((id, ready)),
+                Err(e) => self.fail(id, e, &mut out),
+            }
+        }
+
+        // 2. Group commit: one fsync per partition log that received batches.
+        let mut synced = Vec::with_capacity(pending.len());
+        for (id, ready) in pending {
+            let Some(r) = self.groups.get(&id) else { continue };
+            match r.store.sync(now_ms) {
+                Ok(did) => {
+                    out.log_syncs += usize::from(did);
+                    synced.push((id, ready));
+                }
+                Err(source) => self.fail(id, DriverError::Storage { group: id, source }, &mut out),
+            }
+        }
+
+        // 3. Per group: persist the hard state, release the messages that needed the entries
+        //    durable (votes, append responses: Figure 2 "respond after persisting"), advance,
+        //    and apply what that commits.
+        for (id, ready) in synced {
+            if let Err(e) = self.finish(id, ready, &mut out) {
+                self.fail(id, e, &mut out);
+            }
+        }
+
+        self.stats.passes += 1;
+        self.stats.readies += out.readies as u64;
+        self.stats.log_syncs += out.log_syncs as u64;
+        self.stats.state_writes += out.state_writes as u64;
+        out
+    }
+
+    /// Persists the commit index of every group whose `raft-state` lags it (Kafka's high
+    /// watermark checkpoint); a replica restarted from an older one learns the rest from its
+    /// leader and reports those entries as committed again. Groups that fail are stopped and
+    /// returned.
+    pub fn persist_commits(&mut self) -> Vec<(GroupId, DriverError)> {
+        let mut failed = Vec::new();
+        for (&id, r) in &self.groups {
+            match r.store.persist_commit() {
+                Ok(wrote) => self.stats.state_writes += u64::from(wrote),
+                Err(source) => failed.push((id, DriverError::Storage { group: id, source })),
+            }
+        }
+        for (id, e) in &failed {
+            tracing::error!(group = %id, error = %e, "stopping raft group replica");
+            self.groups.remove(id);
+            self.dirty.remove(id);
+        }
+        failed
+    }
+
+    /// Clean shutdown: persists every commit index, then flushes and closes every partition log
+    /// (they refuse writes afterwards) and drops all groups. Returns the groups that failed.
+    pub fn shutdown(&mut self, now_ms: i64) -> Vec<(GroupId, DriverError)> {
+        let mut failed = self.persist_commits();
+        for (id, r) in std::mem::take(&mut self.groups) {
+            if let Err(source) = r.store.shutdown(now_ms) {
+                failed.push((id, DriverError::Storage { group: id, source }));
+            }
+        }
+        self.dirty.clear();
+        failed
+    }
+
+    fn finish(&mut self, id: GroupId, mut ready: Ready, out: &mut Output) -> Result<(), DriverError> {
+        let r = self.groups.get_mut(&id).ok_or(DriverError::UnknownGroup(id))?;
+        let storage = |source| DriverError::Storage { group: id, source };
+        if let Some(hs) = ready.hs() {
+            let current = r.store.hard_state();
+            if (hs.term, hs.vote) != (current.term, current.vote) {
+                r.store.set_hard_state(hs.clone()).map_err(storage)?;
+                out.state_writes += 1;
+            } else {
+                r.store.note_commit(hs.commit);
+            }
+        }
+        push_messages(out, id, ready.take_persisted_messages());
+        let mut light = r.raw.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            r.store.note_commit(commit);
+        }
+        push_messages(out, id, light.take_messages());
+        apply(&r.store, id, light.take_committed_entries(), out)?;
+        r.raw.advance_apply();
+
+        let leader = (r.raw.raft.leader_id, r.raw.raft.term);
+        if leader.0 != r.leader.0 || (leader.0 != 0 && leader.1 != r.leader.1) {
+            r.leader = leader;
+            out.leader_changes.push(LeaderChange {
+                group: id,
+                leader: (leader.0 != 0).then_some(leader.0),
+                term: leader.1,
+            });
+        }
+        let hw = r.store.high_watermark();
+        if hw != r.high_watermark {
+            r.high_watermark = hw;
+            out.high_watermarks.insert(id, hw);
+        }
+        // Anything left (e.g. entries committed by this advance) is handled next pass.
+        if r.raw.has_ready() {
+            self.dirty.insert(id);
+        }
+        Ok(())
+    }
+
+    fn fail(&mut self, id: GroupId, err: DriverError, out: &mut Output) {
+        tracing::error!(group = %id, error = %err, "stopping raft group replica");
+        self.groups.remove(&id);
+        self.dirty.remove(&id);
+        out.failed.push((id, err));
+    }
+}
+
+fn push_messages(out: &mut Output, group: GroupId, msgs: Vec<Message>) {
+    for m in msgs {
+        out.messages.entry(m.to).or_default().push((group, m));
+    }
+}
+
+/// Reports committed data entries with their Kafka offsets. Configuration changes are refused
+/// until reassignment is built (they would need `apply_conf_change`).
+fn apply(store: &LogStorage, group: GroupId, entries: Vec<Entry>, out: &mut Output) -> Result<(), DriverError> {
+    for e in entries {
+        if e.entry_type != EntryType::EntryNormal as i32 {
+            return Err(DriverError::Unsupported {
+                group,
+                reason: format!("configuration change at index {} (not built yet)", e.index),
+            });
+        }
+        if !is_data_entry(&e) {
+            continue;
+        }
+        let offsets = store.offsets_of_index(e.index).ok_or_else(|| DriverError::Storage {
+            group,
+            source: RaftLogError::InvalidEntry {
+                index: e.index,
+                reason: "committed data entry without offsets".into(),
+            },
+        })?;
+        out.committed.push(Committed {
+            group,
+            index: e.index,
+            term: e.term,
+            offsets,
+        });
+    }
+    Ok(())
+}
+
+/// A `slog` drain that forwards raft-rs's own logging to `tracing` (message only, without its
+/// key-value pairs), for [`tracing_logger`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TracingDrain;
+
+impl slog::Drain for TracingDrain {
+    type Ok = ();
+    type Err = slog::Never;
+
+    fn log(&self, record: &slog::Record<'_>, _values: &slog::OwnedKVList) -> Result<(), slog::Never> {
+        let msg = record.msg();
+        match record.level() {
+            slog::Level::Critical | slog::Level::Error => tracing::error!(target: "raft", "{msg}"),
+            slog::Level::Warning => tracing::warn!(target: "raft", "{msg}"),
+            slog::Level::Info => tracing::info!(target: "raft", "{msg}"),
+            slog::Level::Debug => tracing::debug!(target: "raft", "{msg}"),
+            slog::Level::Trace => tracing::trace!(target: "raft", "{msg}"),
+        }
+        Ok(())
+    }
+}
+
+/// The logger to give [`GroupDriver::new`] in the broker: raft-rs's logs go to `tracing`.
+pub fn tracing_logger() -> slog::Logger {
+    slog::Logger::root(TracingDrain, slog::o!())
+}

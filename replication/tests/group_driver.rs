@@ -1,0 +1,532 @@
+//! Deterministic tests of `GroupDriver`: three "brokers" each host a replica of the same
+//! `GROUPS` partitions, connected by an in-memory network that moves `Output::messages` to
+//! `step` calls (and drops traffic of isolated or dead brokers). Everything is stepped by hand:
+//! no clock, no threads. Election timeouts are fixed per (broker, group) so that who campaigns
+//! first, and therefore every outcome, is the same on every run. Sections cited are from the Raft
+//! paper (Ongaro & Ousterhout, "In Search of an Understandable Consensus Algorithm").
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::{Path, PathBuf};
+
+use common::{all_batches, kafka_batch, tag_of};
+use raft::prelude::Message;
+use skiff_replication::group_driver::{
+    Committed, DriverConfig, DriverError, ELECTION_TICK_DEFAULT, GroupDriver, GroupId, NodeId, Output, Proposal,
+    ReplicaSpec, tracing_logger,
+};
+use skiff_storage::LogConfig;
+
+const NODES: [NodeId; 3] = [1, 2, 3];
+const GROUPS: u64 = 50;
+/// Bound on ticks for any election in these tests (fixed timeouts are at most 16 ticks, random
+/// ones below 20, and a split vote costs one more timeout).
+const MAX_ELECTION_TICKS: usize = 100;
+
+fn logger() -> slog::Logger {
+    slog::Logger::root(slog::Discard, slog::o!())
+}
+
+/// Group `g`'s replica on broker `n` times out after 10, 13 or 16 ticks, rotating with `g`: every
+/// group has a single first candidate, and leadership spreads evenly over the brokers.
+/// Without `fixed`, raft-rs's randomized timeouts (production behaviour).
+/// Every group the test brokers host.
+fn groups() -> impl Iterator<Item = GroupId> {
+    (0..GROUPS).map(GroupId)
+}
+
+fn spec(root: &Path, node: NodeId, group: GroupId, fixed: bool) -> ReplicaSpec {
+    ReplicaSpec {
+        dir: root.join(format!("broker-{node}")).join(format!("group-{group}")),
+        log_config: LogConfig::default(),
+        voters: NODES.to_vec(),
+        election_timeout: fixed.then_some(ELECTION_TICK_DEFAULT + 3 * ((group.0 + node) % 3) as usize),
+    }
+}
+
+/// 150 replicas write many small checkpoint files: on a RAM-backed directory when there is one,
+/// since these tests count fsyncs rather than wait for them.
+fn scratch_dir() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir()
+        && let Ok(dir) = tempfile::Builder::new().prefix("skiff-group-driver").tempdir_in(shm)
+    {
+        return dir;
+    }
+    tempfile::tempdir().unwrap()
+}
+
+struct Net {
+    root: PathBuf,
+    drivers: BTreeMap<NodeId, GroupDriver>,
+    in_flight: VecDeque<(NodeId, NodeId, GroupId, Message)>,
+    isolated: BTreeSet<NodeId>,
+    /// Everything reported per broker and group, across restarts.
+    /// Committed entries by index: a restarted replica reports those above its persisted commit
+    /// index again, which must be identical.
+    committed: BTreeMap<(NodeId, GroupId), BTreeMap<u64, Committed>>,
+    re_reported: usize,
+    high_watermarks: BTreeMap<(NodeId, GroupId), u64>,
+    leaders: BTreeMap<(NodeId, GroupId), (Option<NodeId>, u64)>,
+    /// Every pass's (readies, log fsyncs).
+    passes: Vec<(usize, usize)>,
+    fixed_timeouts: bool,
+    _tmp: tempfile::TempDir,
+}
+
+impl Net {
+    fn new() -> Self {
+        Self::with_timeouts(true)
+    }
+
+    fn with_timeouts(fixed_timeouts: bool) -> Self {
+        let tmp = scratch_dir();
+        let mut net = Self {
+            root: tmp.path().to_path_buf(),
+            drivers: BTreeMap::new(),
+            in_flight: VecDeque::new(),
+            isolated: BTreeSet::new(),
+            committed: BTreeMap::new(),
+            re_reported: 0,
+            high_watermarks: BTreeMap::new(),
+            leaders: BTreeMap::new(),
+            passes: Vec::new(),
+            fixed_timeouts,
+            _tmp: tmp,
+        };
+        for n in NODES {
+            net.start(n);
+        }
+        net
+    }
+
+    /// Starts (or restarts) a broker: opens its replica of every group from its directories.
+    fn start(&mut self, node: NodeId) {
+        let mut d = GroupDriver::new(DriverConfig::new(node), logger());
+        for g in groups() {
+            d.open_group(g, &spec(&self.root, node, g, self.fixed_timeouts))
+                .unwrap();
+        }
+        self.drivers.insert(node, d);
+    }
+
+    /// A crash: the broker's memory is gone, its directories stay.
+    fn kill(&mut self, node: NodeId) {
+        self.drivers.remove(&node);
+        self.in_flight.retain(|m| m.0 != node && m.1 != node);
+    }
+
+    fn driver(&self, node: NodeId) -> &GroupDriver {
+        &self.drivers[&node]
+    }
+
+    fn record(&mut self, node: NodeId, out: Output) {
+        assert!(out.failed.is_empty(), "broker {node}: {:?}", out.failed);
+        self.passes.push((out.readies, out.log_syncs));
+        for (to, msgs) in out.messages {
+            for (g, m) in msgs {
+                self.in_flight.push_back((node, to, g, m));
+            }
+        }
+        for c in out.committed {
+            let seen = self.committed.entry((node, c.group)).or_default();
+            if let Some(before) = seen.get(&c.index) {
+                assert_eq!(before, &c, "broker {node}: a re-reported entry differs");
+                self.re_reported += 1;
+            }
+            seen.insert(c.index, c);
+        }
+        for (g, hw) in out.high_watermarks {
+            self.high_watermarks.insert((node, g), hw);
+        }
+        for l in out.leader_changes {
+            self.leaders.insert((node, l.group), (l.leader, l.term));
+        }
+    }
+
+    /// One `process_ready` pass on one broker.
+    fn pass(&mut self, node: NodeId) -> (usize, usize) {
+        let out = self.drivers.get_mut(&node).unwrap().process_ready(0);
+        let counts = (out.readies, out.log_syncs);
+        self.record(node, out);
+        counts
+    }
+
+    /// Delivers every message in flight; returns how many were delivered.
+    fn deliver(&mut self) -> usize {
+        let msgs: Vec<_> = self.in_flight.drain(..).collect();
+        let mut delivered = 0;
+        for (from, to, g, m) in msgs {
+            if self.isolated.contains(&from) || self.isolated.contains(&to) {
+                continue;
+            }
+            if let Some(d) = self.drivers.get_mut(&to) {
+                delivered += 1;
+                // A stale message may be refused, as in raft-rs's examples.
+                let _ = d.step(g, m);
+            }
+        }
+        delivered
+    }
+
+    /// Passes and deliveries until nothing moves.
+    fn settle(&mut self) {
+        for _ in 0..1000 {
+            let nodes: Vec<NodeId> = self.drivers.keys().copied().collect();
+            let mut busy = 0;
+            for n in nodes {
+                busy += self.pass(n).0;
+            }
+            busy += self.deliver();
+            if busy == 0 && self.in_flight.is_empty() {
+                return;
+            }
+        }
+        panic!("network did not settle");
+    }
+
+    /// One tick of every live broker's single timer, then settle.
+    fn tick(&mut self) {
+        for d in self.drivers.values_mut() {
+            d.tick();
+        }
+        self.settle();
+    }
+
+    /// The leader of `g` if exactly one live, reachable broker leads it and every live,
+    /// reachable replica agrees.
+    fn leader(&self, g: GroupId) -> Option<NodeId> {
+        let live: Vec<NodeId> = self
+            .drivers
+            .keys()
+            .copied()
+            .filter(|n| !self.isolated.contains(n))
+            .collect();
+        let leaders: Vec<NodeId> = live.iter().copied().filter(|&n| self.driver(n).is_leader(g)).collect();
+        let [leader] = leaders[..] else { return None };
+        live.iter()
+            .all(|&n| self.driver(n).leader(g) == Some(leader))
+            .then_some(leader)
+    }
+
+    /// Ticks until every group has a leader; returns the ticks it took.
+    fn elect_all(&mut self) -> usize {
+        for ticks in 0..MAX_ELECTION_TICKS {
+            if groups().all(|g| self.leader(g).is_some()) {
+                return ticks;
+            }
+            self.tick();
+        }
+        panic!("not every group elected a leader in {MAX_ELECTION_TICKS} ticks");
+    }
+
+    /// Proposes on the leader of `g`.
+    fn propose(&mut self, g: GroupId, batch: Vec<u8>) -> (NodeId, Proposal) {
+        let leader = self.leader(g).unwrap();
+        let p = self.drivers.get_mut(&leader).unwrap().propose(g, batch).unwrap();
+        (leader, p)
+    }
+}
+
+fn tag(g: GroupId, i: usize) -> Vec<u8> {
+    format!("group-{g}-batch-{i}").into_bytes()
+}
+
+fn records(i: usize) -> i32 {
+    (i % 4 + 1) as i32
+}
+
+/// Every live replica of every group holds the same batches (tags `0..batches` in order), at
+/// the same dense offsets; its high watermark covers them all and equals what the driver
+/// reported, both as a high watermark and as the end of the committed entries it reported.
+fn assert_converged(net: &Net, batches: usize) {
+    let total: u64 = (0..batches).map(|i| records(i) as u64).sum();
+    for g in groups() {
+        let reference = all_batches(net.driver(net.leader(g).unwrap()).store(g).unwrap());
+        let tags: Vec<Vec<u8>> = reference.iter().map(|(_, b)| tag_of(b).to_vec()).collect();
+        assert_eq!(tags, (0..batches).map(|i| tag(g, i)).collect::<Vec<_>>(), "group {g}");
+        for (&n, d) in &net.drivers {
+            let store = d.store(g).unwrap();
+            assert_eq!(all_batches(store), reference, "group {g} broker {n}: identical log");
+            assert_eq!(store.high_watermark(), total, "group {g} broker {n}");
+            assert_eq!(net.high_watermarks.get(&(n, g)), Some(&total), "group {g} broker {n}");
+            let committed = &net.committed[&(n, g)];
+            let mut next = 0;
+            for (c, (h, _)) in committed.values().zip(&reference) {
+                assert_eq!(c.offsets, next..h.last_offset() as u64 + 1, "group {g} broker {n}");
+                assert_eq!(c.term, h.partition_leader_epoch as u64, "group {g} broker {n}");
+                next = c.offsets.end;
+            }
+            assert_eq!(
+                committed.len(),
+                batches,
+                "group {g} broker {n}: each batch reported once"
+            );
+            assert_eq!(next, total, "group {g} broker {n}: committed offsets = high watermark");
+        }
+    }
+}
+
+/// §5.2 leader election driven only by the broker-level tick: one timer for all groups, yet every
+/// group elects exactly one leader, every replica learns it, and the driver reports it.
+#[test]
+fn every_group_elects_a_leader_with_one_tick_for_all_groups() {
+    let mut net = Net::new();
+    let ticks = net.elect_all();
+    assert!(ticks <= 2 * ELECTION_TICK_DEFAULT, "took {ticks} ticks");
+    let mut led: BTreeMap<NodeId, usize> = BTreeMap::new();
+    for g in groups() {
+        let leader = net.leader(g).unwrap();
+        *led.entry(leader).or_default() += 1;
+        let term = net.driver(leader).term(g).unwrap();
+        for n in NODES {
+            assert_eq!(net.leaders[&(n, g)], (Some(leader), term), "group {g} broker {n}");
+        }
+        // The first candidate is the replica with the shortest timeout.
+        assert_eq!((g.0 + leader) % 3, 0, "group {g}");
+    }
+    assert_eq!(led.len(), 3, "leadership is spread over the brokers: {led:?}");
+}
+
+/// §5.2 with raft-rs's randomized election timeouts (the default): split votes may happen, but
+/// every group still converges on one leader within a few election timeouts.
+#[test]
+fn every_group_elects_a_leader_with_randomized_timeouts() {
+    let mut net = Net::with_timeouts(false);
+    net.elect_all();
+    for g in groups() {
+        let leader = net.leader(g).unwrap();
+        let term = net.driver(leader).term(g).unwrap();
+        for n in NODES {
+            assert_eq!(net.leaders[&(n, g)], (Some(leader), term), "group {g} broker {n}");
+        }
+    }
+}
+
+/// §5.3 log replication through the driver, with group commit across groups: the leader's pass
+/// writes every group's proposals and fsyncs each partition log once; every replica ends with
+/// identical batches at identical offsets, and the high watermarks match the committed offsets.
+#[test]
+fn proposals_on_many_groups_commit_with_one_fsync_per_log_per_pass() {
+    let mut net = Net::new();
+    net.elect_all();
+    net.tick();
+    const BATCHES: usize = 3;
+    let mut proposals: BTreeMap<GroupId, Vec<Proposal>> = BTreeMap::new();
+    let mut led: BTreeMap<NodeId, usize> = BTreeMap::new();
+    for g in groups() {
+        for i in 0..BATCHES {
+            let (leader, p) = net.propose(g, kafka_batch(records(i), &tag(g, i)));
+            proposals.entry(g).or_default().push(p);
+            if i == 0 {
+                *led.entry(leader).or_default() += 1;
+            }
+        }
+    }
+    // A follower refuses proposals and names the leader (NOT_LEADER_OR_FOLLOWER).
+    let leader0 = net.leader(GroupId(0)).unwrap();
+    let follower0 = NODES.iter().copied().find(|&n| n != leader0).unwrap();
+    let err = net
+        .drivers
+        .get_mut(&follower0)
+        .unwrap()
+        .propose(GroupId(0), kafka_batch(1, b"x"))
+        .unwrap_err();
+    assert!(
+        matches!(err, DriverError::NotLeader { group: GroupId(0), leader: Some(l) } if l == leader0),
+        "{err:?}"
+    );
+
+    // One pass per leader: every group it leads had 3 entries, each log is fsync'd once.
+    for (&n, &count) in &led {
+        let syncs_before = net.driver(n).stats().log_syncs;
+        let state_writes_before = net.driver(n).stats().state_writes;
+        let (readies, syncs) = net.pass(n);
+        assert_eq!(
+            net.driver(n).stats().state_writes,
+            state_writes_before,
+            "no term or vote change"
+        );
+        assert_eq!(readies, count, "broker {n}");
+        assert_eq!(syncs, count, "broker {n}: one fsync per touched log, not per entry");
+        assert_eq!(net.driver(n).stats().log_syncs - syncs_before, count as u64);
+    }
+    net.settle();
+    net.tick();
+    // Follower passes carried many groups' appends too: never more than one fsync per group.
+    assert!(net.passes.iter().all(|&(readies, syncs)| syncs <= readies));
+    assert!(net.passes.iter().any(|&(readies, syncs)| syncs > 1 && readies >= syncs));
+
+    assert_converged(&net, BATCHES);
+    // The commit index is volatile (Figure 2): passes kept it in memory, the high watermark
+    // checkpoint persists it, once.
+    for n in NODES {
+        let d = net.drivers.get_mut(&n).unwrap();
+        assert!(groups().any(|g| d.store(g).unwrap().persisted_commit() < d.commit_index(g).unwrap()));
+        let writes = d.stats().state_writes;
+        assert!(d.persist_commits().is_empty());
+        assert_eq!(d.stats().state_writes, writes + GROUPS, "broker {n}");
+        assert!(d.persist_commits().is_empty());
+        assert_eq!(
+            d.stats().state_writes,
+            writes + GROUPS,
+            "broker {n}: nothing left to write"
+        );
+        for g in groups() {
+            assert_eq!(d.store(g).unwrap().persisted_commit(), d.commit_index(g).unwrap());
+        }
+    }
+    // acks=all: each proposal is committed with the index and term it was given.
+    for (g, ps) in &proposals {
+        let leader = net.leader(*g).unwrap();
+        let committed = &net.committed[&(leader, *g)];
+        let got: Vec<Proposal> = committed
+            .values()
+            .map(|c| Proposal {
+                index: c.index,
+                term: c.term,
+            })
+            .collect();
+        assert_eq!(&got, ps, "group {g}");
+    }
+}
+
+/// §5.2/§5.4.1 availability with a majority: a dead broker's groups re-elect among the other two
+/// and keep committing; Figure 2's persistent state lets the restarted broker reopen from its
+/// directories, and §5.3's consistency check brings its logs back in line with the leaders'.
+#[test]
+fn a_dead_broker_leaves_every_group_available_and_catches_up_after_restart() {
+    let mut net = Net::new();
+    net.elect_all();
+    for g in groups() {
+        net.propose(g, kafka_batch(records(0), &tag(g, 0)));
+    }
+    net.settle();
+    net.tick();
+    assert_converged(&net, 1);
+    let led_by_1: Vec<GroupId> = groups().filter(|&g| net.leader(g) == Some(1)).collect();
+    assert!(!led_by_1.is_empty());
+    // Broker 1 dies before its high watermark checkpoint: its commit indexes on disk lag.
+    for g in groups() {
+        let d = net.driver(1);
+        assert!(
+            d.store(g).unwrap().persisted_commit() < d.commit_index(g).unwrap(),
+            "group {g}"
+        );
+    }
+
+    net.kill(1);
+    net.elect_all();
+    for &g in &led_by_1 {
+        assert_ne!(net.leader(g), Some(1));
+        let (_, term) = net.leaders[&(2, g)];
+        assert!(
+            term > net.committed[&(2, g)].values().next().unwrap().term,
+            "group {g}: a new leader epoch"
+        );
+    }
+    for g in groups() {
+        for i in 1..3 {
+            net.propose(g, kafka_batch(records(i), &tag(g, i)));
+        }
+    }
+    net.settle();
+    net.tick();
+    assert_converged(&net, 3);
+
+    // An isolated broker is the same as a dead one for the others: still a majority of 3.
+    net.start(1);
+    net.isolated.insert(1);
+    for _ in 0..3 {
+        net.tick();
+    }
+    for g in groups() {
+        net.propose(g, kafka_batch(records(3), &tag(g, 3)));
+    }
+    net.settle();
+    net.tick();
+    assert_eq!(
+        net.driver(1).store(GroupId(0)).unwrap().log_end_offset(),
+        records(0) as u64
+    );
+
+    // Healed: the restarted broker catches up on every group (pre-vote keeps the leaders).
+    net.isolated.clear();
+    for _ in 0..3 {
+        net.tick();
+    }
+    assert!(groups().all(|g| net.leader(g).is_some_and(|l| l != 1)));
+    assert_converged(&net, 4);
+    // It restarted from its older commit indexes and reported those entries again, identically.
+    assert!(net.re_reported >= GROUPS as usize, "{}", net.re_reported);
+}
+
+/// The driver's refusals, on a single-replica group (its own vote is a majority): a second open,
+/// an unknown group, a non-leader, and anything but exactly one valid record batch; a valid
+/// proposal commits after the pass that fsyncs it (§5.3 with a majority of one).
+#[test]
+fn proposals_are_validated_and_a_single_replica_group_commits_after_its_own_fsync() {
+    let tmp = scratch_dir();
+    let spec = ReplicaSpec {
+        voters: vec![1],
+        ..spec(tmp.path(), 1, GroupId(0), true)
+    };
+    let mut d = GroupDriver::new(DriverConfig::new(1), tracing_logger());
+    d.open_group(GroupId(7), &spec).unwrap();
+    assert!(matches!(
+        d.open_group(GroupId(7), &spec),
+        Err(DriverError::GroupExists(GroupId(7)))
+    ));
+    assert!(matches!(
+        d.propose(GroupId(7), kafka_batch(1, b"a")),
+        Err(DriverError::NotLeader {
+            group: GroupId(7),
+            leader: None
+        })
+    ));
+    assert!(matches!(
+        d.propose(GroupId(8), kafka_batch(1, b"a")),
+        Err(DriverError::UnknownGroup(GroupId(8)))
+    ));
+    for _ in 0..=2 * ELECTION_TICK_DEFAULT {
+        d.tick();
+        d.process_ready(0);
+    }
+    assert!(d.is_leader(GroupId(7)));
+    let mut bad = kafka_batch(1, b"a");
+    bad[20] ^= 1;
+    assert!(matches!(
+        d.propose(GroupId(7), bad),
+        Err(DriverError::InvalidBatch { .. })
+    ));
+    let two = [kafka_batch(1, b"a"), kafka_batch(1, b"b")].concat();
+    assert!(matches!(
+        d.propose(GroupId(7), two),
+        Err(DriverError::InvalidBatch { .. })
+    ));
+    let p = d.propose(GroupId(7), kafka_batch(2, b"ok")).unwrap();
+    let out = d.process_ready(0);
+    assert_eq!(out.log_syncs, 1);
+    assert_eq!(
+        out.committed,
+        vec![Committed {
+            group: GroupId(7),
+            index: p.index,
+            term: p.term,
+            offsets: 0..2
+        }]
+    );
+    assert_eq!(out.high_watermarks.get(&GroupId(7)), Some(&2));
+    assert!(out.messages.is_empty());
+
+    // A clean shutdown persists the commit index: the reopened replica starts from it.
+    assert!(d.shutdown(0).is_empty());
+    assert_eq!(d.groups().count(), 0);
+    let mut d = GroupDriver::new(DriverConfig::new(1), logger());
+    d.open_group(GroupId(7), &spec).unwrap();
+    assert_eq!(d.commit_index(GroupId(7)), Some(p.index));
+    assert_eq!(d.store(GroupId(7)).unwrap().high_watermark(), 2);
+}
