@@ -30,6 +30,21 @@
 //!   envelope across all groups, identical consecutive heartbeats of a group coalesced. Raft
 //!   messages keep raft's own prost 0.11 encoding inside our prost 0.14 envelope; unknown
 //!   message types are refused before they reach raft-rs (which panics on them).
+//! - [`metadata_records`] and [`cluster_metadata`]: the controller group's state machine, not yet
+//!   wired into the broker. The metadata log (Raft group [`cluster_metadata::CONTROLLER_GROUP`])
+//!   holds KRaft-like records (RegisterBroker, Fence/UnfenceBroker, CreateTopic with each
+//!   partition's replicas and Raft group, DeleteTopic, Set/DeleteTopicConfig,
+//!   ChangePartitionReplicas), prost 0.14 messages carried as the record values of one Kafka v2
+//!   batch per entry (kafka-protocol's codec). `ClusterMetadata::apply` is deterministic and
+//!   refuses records that do not fit the state (duplicate topic name or id, unknown broker,
+//!   stale incarnation, a reused Raft group) without changing it, identically on every broker.
+//!   `plan_create_topic` answers Kafka's errors (INVALID_REPLICATION_FACTOR when RF exceeds the
+//!   live unfenced brokers, TOPIC_ALREADY_EXISTS, INVALID_PARTITIONS, INVALID_TOPIC_EXCEPTION)
+//!   and assigns replicas with `assign_replicas`: leaders round-robin, replica counts per broker
+//!   within one (offsets that tile the broker ring), rack-alternating with distinct racks per
+//!   partition when every live broker has a `broker.rack`; Raft group ids are allocated
+//!   monotonically and never reused. tests/controller.rs runs the group on three drivers and
+//!   checks identical applied states across a controller failover.
 //! - Tests, stepped by hand: tests/raft_group.rs (3 and 5 replicas: election, log matching,
 //!   HW vs commit, a partitioned old leader's suffix truncated, crash-restart), tests/raft_log.rs,
 //!   tests/group_driver.rs (3 brokers x 50 groups: elections with one ticker, one fsync per log
@@ -61,13 +76,18 @@
 //! - ISR from `raft.prs()` progress + `replica.lag.time.max.ms`; `min.insync.replicas` checks;
 //!   leader epoch and KIP-320 fencing; `OffsetForLeaderEpoch` from the log's epoch cache; producer
 //!   state reloaded after a truncation (`ProducerStates::load` in the broker).
-//! - The controller group (cluster metadata log), broker wiring (a task that owns the driver and
-//!   the transport, one timer for all groups; produce waits on `Output::committed`, fetches on
-//!   `Output::high_watermarks`, Metadata from the controller's state), `deploy/local-cluster.sh`,
-//!   and the multi-process fault tests.
+//! - The controller group's wiring: broker registration and heartbeats (fence on missed
+//!   heartbeats), the controller answering CreateTopics/DeleteTopics/configs by proposing planned
+//!   records, every broker opening/closing partition groups as the applied metadata changes and
+//!   rebuilding its `ClusterMetadata` from the metadata log at start (snapshots of it later);
+//!   broker wiring (a task that owns the driver and the transport, one timer for all groups;
+//!   produce waits on `Output::committed`, fetches on `Output::high_watermarks`, Metadata from
+//!   the applied `ClusterMetadata`), `deploy/local-cluster.sh`, and the multi-process fault tests.
 
+pub mod cluster_metadata;
 pub mod group_driver;
 pub mod group_id;
+pub mod metadata_records;
 pub mod offset_translator;
 pub mod raft_log;
 pub mod transport;
