@@ -107,6 +107,16 @@ impl Broker {
         read(&self.partitions).get(&(topic.to_string(), index)).cloned()
     }
 
+    /// The partition, or the UNKNOWN_TOPIC_OR_PARTITION a handler answers when this broker has none.
+    pub fn partition_or_unknown(&self, topic: &str, index: i32) -> Result<Arc<Partition>, ApiError> {
+        self.partition(topic, index).ok_or_else(|| {
+            ApiError::new(
+                ResponseError::UnknownTopicOrPartition,
+                format!("unknown partition {topic}-{index}"),
+            )
+        })
+    }
+
     pub fn topic(&self, name: &str) -> Option<Topic> {
         read(&self.topics).get(name).cloned()
     }

@@ -802,8 +802,8 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::{Bytes, BytesMut};
-    use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType as Ts};
+    use bytes::BytesMut;
+    use kafka_protocol::records::Compression;
     use skiff_storage::LogConfig;
 
     const PID: i64 = 7;
@@ -999,34 +999,9 @@ mod tests {
 
     /// A batch of `records` records from `pid` (or a plain one for pid -1), as a client encodes it.
     fn batch(pid: i64, epoch: i16, seq: i32, records: usize) -> BytesMut {
-        let ts = now();
-        let recs: Vec<Record> = (0..records)
-            .map(|i| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: Ts::Creation,
-                offset: i as i64,
-                sequence: i as i32 - 1,
-                timestamp: ts,
-                key: None,
-                value: Some(Bytes::from(format!("value-{seq}-{i}"))),
-                headers: Default::default(),
-            })
-            .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            &recs,
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
-        )
-        .unwrap();
+        let mut buf = crate::test_batches::build_from(records, now(), Compression::None, |i| {
+            format!("value-{seq}-{i}").into_bytes()
+        });
         // Stamp the producer fields (inside the CRC) and recompute the CRC.
         buf[43..51].copy_from_slice(&pid.to_be_bytes());
         buf[51..53].copy_from_slice(&epoch.to_be_bytes());

@@ -8,14 +8,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use raft::prelude::Message;
+use common::wire::Wire;
 use skiff_replication::cluster_metadata::{CONTROLLER_GROUP, ClusterMetadata, PlanError};
-use skiff_replication::group_driver::{
-    DriverConfig, ELECTION_TICK_DEFAULT, GroupDriver, GroupId, NodeId, Output, ReplicaSpec,
-};
+use skiff_replication::group_driver::{DriverConfig, ELECTION_TICK_DEFAULT, GroupDriver, NodeId, Output, ReplicaSpec};
 use skiff_replication::metadata_records::{
     BrokerId, Endpoint, FenceBroker, MetadataRecord, RegisterBroker, UnfenceBroker, decode_batches, encode_batch,
     metadata_record::Kind,
@@ -41,8 +41,7 @@ fn spec(root: &Path, node: NodeId) -> ReplicaSpec {
 
 struct Net {
     drivers: BTreeMap<NodeId, GroupDriver>,
-    in_flight: VecDeque<(NodeId, NodeId, GroupId, Message)>,
-    isolated: BTreeSet<NodeId>,
+    wire: Wire,
     /// Each broker's metadata, applied from its replica's committed entries.
     states: BTreeMap<NodeId, ClusterMetadata>,
     /// The Kafka offset each broker's state has applied up to.
@@ -62,8 +61,7 @@ impl Net {
         }
         Self {
             drivers,
-            in_flight: VecDeque::new(),
-            isolated: BTreeSet::new(),
+            wire: Wire::default(),
             states: NODES.iter().map(|&n| (n, ClusterMetadata::new())).collect(),
             applied: NODES.iter().map(|&n| (n, 0)).collect(),
             root: tmp.path().to_path_buf(),
@@ -76,7 +74,7 @@ impl Net {
     /// replay reached.
     fn restart(&mut self, node: NodeId) -> u64 {
         self.drivers.remove(&node);
-        self.in_flight.retain(|m| m.0 != node && m.1 != node);
+        self.wire.forget(node);
         let mut d = GroupDriver::new(DriverConfig::new(node), logger());
         d.open_group(CONTROLLER_GROUP, &spec(&self.root, node)).unwrap();
         let (state, offset) = ClusterMetadata::replay(d.store(CONTROLLER_GROUP).unwrap()).unwrap();
@@ -90,11 +88,7 @@ impl Net {
     /// the broker's own replica of the log.
     fn record(&mut self, node: NodeId, out: Output) {
         assert!(out.failed.is_empty(), "broker {node}: {:?}", out.failed);
-        for (to, msgs) in out.messages {
-            for (g, m) in msgs {
-                self.in_flight.push_back((node, to, g, m));
-            }
-        }
+        self.wire.send(node, out.messages);
         for c in out.committed {
             assert_eq!(c.group, CONTROLLER_GROUP);
             let applied = self.applied.get_mut(&node).unwrap();
@@ -113,18 +107,7 @@ impl Net {
     }
 
     fn deliver(&mut self) -> usize {
-        let msgs: Vec<_> = self.in_flight.drain(..).collect();
-        let mut delivered = 0;
-        for (from, to, g, m) in msgs {
-            if self.isolated.contains(&from) || self.isolated.contains(&to) {
-                continue;
-            }
-            if let Some(d) = self.drivers.get_mut(&to) {
-                delivered += 1;
-                let _ = d.step(g, m);
-            }
-        }
-        delivered
+        self.wire.deliver(&mut self.drivers)
     }
 
     fn settle(&mut self) {
@@ -136,7 +119,7 @@ impl Net {
                 self.record(n, out);
             }
             busy += self.deliver();
-            if busy == 0 && self.in_flight.is_empty() {
+            if busy == 0 && self.wire.in_flight.is_empty() {
                 return;
             }
         }
@@ -152,7 +135,11 @@ impl Net {
 
     /// The controller leader every reachable broker agrees on.
     fn leader(&self) -> Option<NodeId> {
-        let live: Vec<NodeId> = NODES.iter().copied().filter(|n| !self.isolated.contains(n)).collect();
+        let live: Vec<NodeId> = NODES
+            .iter()
+            .copied()
+            .filter(|n| !self.wire.isolated.contains(n))
+            .collect();
         let leaders: Vec<NodeId> = live
             .iter()
             .copied()
@@ -283,7 +270,7 @@ fn every_broker_applies_identical_metadata_across_a_controller_failover() {
 
     // The controller leader is cut off. It still believes it leads and accepts a proposal that
     // can never commit; the other two elect a new controller and keep going.
-    net.isolated.insert(first);
+    net.wire.isolated.insert(first);
     let ghost = net
         .state(first)
         .plan_create_topic("ghost", 1, 1, &none, [2; 16])
@@ -327,7 +314,7 @@ fn every_broker_applies_identical_metadata_across_a_controller_failover() {
 
     // Healed: the old leader steps down, its unacknowledged entry is replaced, and it applies
     // exactly what the others did.
-    net.isolated.clear();
+    net.wire.isolated.clear();
     for _ in 0..3 {
         net.tick();
     }

@@ -9,11 +9,11 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use common::wire::Wire;
 use common::{all_batches, kafka_batch, tag_of};
-use raft::prelude::Message;
 use skiff_replication::group_driver::{
     Committed, DriverConfig, DriverError, ELECTION_TICK_DEFAULT, GroupDriver, GroupId, NodeId, Output, Proposal,
     ReplicaSpec, tracing_logger,
@@ -62,8 +62,7 @@ fn scratch_dir() -> tempfile::TempDir {
 struct Net {
     root: PathBuf,
     drivers: BTreeMap<NodeId, GroupDriver>,
-    in_flight: VecDeque<(NodeId, NodeId, GroupId, Message)>,
-    isolated: BTreeSet<NodeId>,
+    wire: Wire,
     /// Everything reported per broker and group, across restarts.
     /// Committed entries by index: a restarted replica reports those above its persisted commit
     /// index again, which must be identical.
@@ -87,8 +86,7 @@ impl Net {
         let mut net = Self {
             root: tmp.path().to_path_buf(),
             drivers: BTreeMap::new(),
-            in_flight: VecDeque::new(),
-            isolated: BTreeSet::new(),
+            wire: Wire::default(),
             committed: BTreeMap::new(),
             re_reported: 0,
             high_watermarks: BTreeMap::new(),
@@ -116,7 +114,7 @@ impl Net {
     /// A crash: the broker's memory is gone, its directories stay.
     fn kill(&mut self, node: NodeId) {
         self.drivers.remove(&node);
-        self.in_flight.retain(|m| m.0 != node && m.1 != node);
+        self.wire.forget(node);
     }
 
     fn driver(&self, node: NodeId) -> &GroupDriver {
@@ -126,11 +124,7 @@ impl Net {
     fn record(&mut self, node: NodeId, out: Output) {
         assert!(out.failed.is_empty(), "broker {node}: {:?}", out.failed);
         self.passes.push((out.readies, out.log_syncs));
-        for (to, msgs) in out.messages {
-            for (g, m) in msgs {
-                self.in_flight.push_back((node, to, g, m));
-            }
-        }
+        self.wire.send(node, out.messages);
         for c in out.committed {
             let seen = self.committed.entry((node, c.group)).or_default();
             if let Some(before) = seen.get(&c.index) {
@@ -157,19 +151,7 @@ impl Net {
 
     /// Delivers every message in flight; returns how many were delivered.
     fn deliver(&mut self) -> usize {
-        let msgs: Vec<_> = self.in_flight.drain(..).collect();
-        let mut delivered = 0;
-        for (from, to, g, m) in msgs {
-            if self.isolated.contains(&from) || self.isolated.contains(&to) {
-                continue;
-            }
-            if let Some(d) = self.drivers.get_mut(&to) {
-                delivered += 1;
-                // A stale message may be refused, as in raft-rs's examples.
-                let _ = d.step(g, m);
-            }
-        }
-        delivered
+        self.wire.deliver(&mut self.drivers)
     }
 
     /// Passes and deliveries until nothing moves.
@@ -181,7 +163,7 @@ impl Net {
                 busy += self.pass(n).0;
             }
             busy += self.deliver();
-            if busy == 0 && self.in_flight.is_empty() {
+            if busy == 0 && self.wire.in_flight.is_empty() {
                 return;
             }
         }
@@ -203,7 +185,7 @@ impl Net {
             .drivers
             .keys()
             .copied()
-            .filter(|n| !self.isolated.contains(n))
+            .filter(|n| !self.wire.isolated.contains(n))
             .collect();
         let leaders: Vec<NodeId> = live.iter().copied().filter(|&n| self.driver(n).is_leader(g)).collect();
         let [leader] = leaders[..] else { return None };
@@ -439,7 +421,7 @@ fn a_dead_broker_leaves_every_group_available_and_catches_up_after_restart() {
 
     // An isolated broker is the same as a dead one for the others: still a majority of 3.
     net.start(1);
-    net.isolated.insert(1);
+    net.wire.isolated.insert(1);
     for _ in 0..3 {
         net.tick();
     }
@@ -454,7 +436,7 @@ fn a_dead_broker_leaves_every_group_available_and_catches_up_after_restart() {
     );
 
     // Healed: the restarted broker catches up on every group (pre-vote keeps the leaders).
-    net.isolated.clear();
+    net.wire.isolated.clear();
     for _ in 0..3 {
         net.tick();
     }

@@ -24,13 +24,10 @@ pub fn handle(ctx: &Ctx<'_>, request: DeleteRecordsRequest) -> DeleteRecordsResp
                 .iter()
                 .map(|p| {
                     let result = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
-                    let outcome = match ctx.broker.partition(&t.name.0, p.partition_index) {
-                        None => Err(ApiError::new(
-                            ResponseError::UnknownTopicOrPartition,
-                            format!("unknown partition {}-{}", t.name.0, p.partition_index),
-                        )),
-                        Some(part) => delete(&part, p.offset),
-                    };
+                    let outcome = ctx
+                        .broker
+                        .partition_or_unknown(&t.name.0, p.partition_index)
+                        .and_then(|part| delete(&part, p.offset));
                     match outcome {
                         Ok(low_watermark) => result.with_low_watermark(low_watermark),
                         Err(e) => {

@@ -26,28 +26,27 @@ pub fn handle(ctx: &Ctx<'_>, request: ListOffsetsRequest) -> ListOffsetsResponse
         .topics
         .into_iter()
         .map(|t| {
-            let partitions =
-                t.partitions
-                    .iter()
-                    .map(|p| {
-                        let response = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
-                        let result = match ctx.broker.partition(&t.name.0, p.partition_index) {
-                            None => Err(ApiError::new(
-                                ResponseError::UnknownTopicOrPartition,
-                                "unknown topic or partition",
-                            )),
-                            Some(part) => check_leader_epoch(&part, p.current_leader_epoch)
-                                .and_then(|()| lookup(&part, p.timestamp)),
-                        };
-                        match result {
-                            Ok((offset, timestamp, epoch)) => response
-                                .with_offset(offset)
-                                .with_timestamp(timestamp)
-                                .with_leader_epoch(if ctx.version >= LEADER_EPOCH_VERSION { epoch } else { -1 }),
-                            Err(e) => response.with_error_code(e.code()).with_offset(-1).with_timestamp(-1),
-                        }
-                    })
-                    .collect();
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let response = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+                    let result = ctx
+                        .broker
+                        .partition_or_unknown(&t.name.0, p.partition_index)
+                        .and_then(|part| {
+                            check_leader_epoch(&part, p.current_leader_epoch)?;
+                            lookup(&part, p.timestamp)
+                        });
+                    match result {
+                        Ok((offset, timestamp, epoch)) => response
+                            .with_offset(offset)
+                            .with_timestamp(timestamp)
+                            .with_leader_epoch(if ctx.version >= LEADER_EPOCH_VERSION { epoch } else { -1 }),
+                        Err(e) => response.with_error_code(e.code()).with_offset(-1).with_timestamp(-1),
+                    }
+                })
+                .collect();
             ListOffsetsTopicResponse::default()
                 .with_name(t.name)
                 .with_partitions(partitions)

@@ -3,7 +3,6 @@
 //! can detect that the log it read was truncated. The client's `current_leader_epoch` is fenced
 //! exactly as Fetch fences it.
 
-use kafka_protocol::ResponseError;
 use kafka_protocol::messages::offset_for_leader_epoch_response::{EpochEndOffset, OffsetForLeaderTopicResult};
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 use skiff_protocol::kafka_protocol;
@@ -29,13 +28,10 @@ pub fn handle(ctx: &Ctx<'_>, request: OffsetForLeaderEpochRequest) -> OffsetForL
                 .iter()
                 .map(|p| {
                     let result = EpochEndOffset::default().with_partition(p.partition);
-                    let outcome = match ctx.broker.partition(&t.topic.0, p.partition) {
-                        None => Err(ApiError::new(
-                            ResponseError::UnknownTopicOrPartition,
-                            format!("unknown partition {}-{}", t.topic.0, p.partition),
-                        )),
-                        Some(part) => end_offset(&part, p.current_leader_epoch, p.leader_epoch),
-                    };
+                    let outcome = ctx
+                        .broker
+                        .partition_or_unknown(&t.topic.0, p.partition)
+                        .and_then(|part| end_offset(&part, p.current_leader_epoch, p.leader_epoch));
                     match outcome {
                         Ok((epoch, offset)) => result.with_leader_epoch(epoch).with_end_offset(offset),
                         Err(e) => result
@@ -123,9 +119,9 @@ mod tests {
     async fn fences_the_current_leader_epoch_like_fetch() {
         let (_dir, broker) = broker();
         topic_with_records(&broker, "t", 1).await;
-        let unknown_epoch = ResponseError::UnknownLeaderEpoch.code();
+        let unknown_epoch = kafka_protocol::ResponseError::UnknownLeaderEpoch.code();
         assert_eq!(ask(&broker, "t", 1, 0), (unknown_epoch, -1, -1));
-        let unknown = ResponseError::UnknownTopicOrPartition.code();
+        let unknown = kafka_protocol::ResponseError::UnknownTopicOrPartition.code();
         assert_eq!(ask(&broker, "nope", -1, 0), (unknown, -1, -1));
     }
 }

@@ -204,24 +204,24 @@ pub fn api_versions_request(version: i16) -> ApiVersionsRequest {
 
 /// One request frame, size prefix included.
 pub fn encode_request<R: Encodable>(api: ApiKey, version: i16, correlation_id: i32, body: &R) -> Bytes {
-    let mut buf = BytesMut::new();
-    buf.put_i32(0);
-    RequestHeader::default()
-        .with_request_api_key(api as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str("skiff-tests")))
-        .encode(&mut buf, api.request_header_version(version))
-        .unwrap_or_else(|e| panic!("encoding the {api:?} v{version} request header: {e:#}"));
-    body.encode(&mut buf, version)
-        .unwrap_or_else(|e| panic!("encoding the {api:?} v{version} request body: {e:#}"));
-    let size = (buf.len() - 4) as i32;
-    buf[..4].copy_from_slice(&size.to_be_bytes());
-    buf.freeze()
+    frame(api, version, correlation_id, |buf| {
+        body.encode(buf, version).map_err(|e| format!("{e:#}"))
+    })
 }
 
 /// Like [`encode_request`] for a request held as a `RequestKind`.
 pub fn encode_request_kind(api: ApiKey, version: i16, correlation_id: i32, body: &RequestKind) -> Bytes {
+    frame(api, version, correlation_id, |buf| {
+        body.encode(buf, version).map_err(|e| format!("{e:#}"))
+    })
+}
+
+fn frame(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: impl FnOnce(&mut BytesMut) -> Result<(), String>,
+) -> Bytes {
     let mut buf = BytesMut::new();
     buf.put_i32(0);
     RequestHeader::default()
@@ -231,8 +231,7 @@ pub fn encode_request_kind(api: ApiKey, version: i16, correlation_id: i32, body:
         .with_client_id(Some(StrBytes::from_static_str("skiff-tests")))
         .encode(&mut buf, api.request_header_version(version))
         .unwrap_or_else(|e| panic!("encoding the {api:?} v{version} request header: {e:#}"));
-    body.encode(&mut buf, version)
-        .unwrap_or_else(|e| panic!("encoding the {api:?} v{version} request body: {e:#}"));
+    body(&mut buf).unwrap_or_else(|e| panic!("encoding the {api:?} v{version} request body: {e}"));
     let size = (buf.len() - 4) as i32;
     buf[..4].copy_from_slice(&size.to_be_bytes());
     buf.freeze()
