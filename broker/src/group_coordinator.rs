@@ -249,6 +249,16 @@ impl Inner {
 
     /// Bookkeeping after every change to a group: whether an unused empty group should be
     /// forgotten later, and a timer task for whatever deadline is now set.
+    /// Runs one operation on a group under its lock, then settles the group's timers and
+    /// retention as every operation must.
+    fn with_group<R>(self: &Arc<Self>, handle: &Arc<GroupHandle>, op: impl FnOnce(&mut Group, Instant) -> R) -> R {
+        let mut g = handle.lock();
+        let now = Instant::now();
+        let result = op(&mut g, now);
+        self.settle(handle, &mut g, now);
+        result
+    }
+
     fn settle(self: &Arc<Self>, handle: &Arc<GroupHandle>, g: &mut Group, now: Instant) {
         if g.is_unused() {
             if g.empty_deadline.is_none() {
@@ -391,13 +401,9 @@ impl GroupCoordinator {
         let Some(handle) = self.inner.live_group(&request.group_id, request.member_id.is_empty()) else {
             return JoinResponse::error(ResponseError::UnknownMemberId, &request.member_id);
         };
-        let reply = {
-            let mut g = handle.lock();
-            let now = Instant::now();
-            let reply = g.join(&request, now, &self.inner.config);
-            self.inner.settle(&handle, &mut g, now);
-            reply
-        };
+        let reply = self
+            .inner
+            .with_group(&handle, |g, now| g.join(&request, now, &self.inner.config));
         match reply {
             Reply::Now(r) => r,
             // Another JoinGroup of the same member took this one's place.
@@ -415,13 +421,9 @@ impl GroupCoordinator {
         let Some(handle) = self.inner.live_group(&request.group_id, false) else {
             return SyncResponse::error(ResponseError::UnknownMemberId);
         };
-        let reply = {
-            let mut g = handle.lock();
-            let now = Instant::now();
-            let reply = g.sync(&request, now, &self.inner.config);
-            self.inner.settle(&handle, &mut g, now);
-            reply
-        };
+        let reply = self
+            .inner
+            .with_group(&handle, |g, now| g.sync(&request, now, &self.inner.config));
         match reply {
             Reply::Now(r) => r,
             Reply::Parked(rx) => rx
@@ -444,11 +446,9 @@ impl GroupCoordinator {
             .inner
             .live_group(group_id, false)
             .ok_or(ResponseError::UnknownMemberId)?;
-        let mut g = handle.lock();
-        let now = Instant::now();
-        let result = g.heartbeat(member_id, group_instance_id, generation_id, now);
-        self.inner.settle(&handle, &mut g, now);
-        result
+        self.inner.with_group(&handle, |g, now| {
+            g.heartbeat(member_id, group_instance_id, generation_id, now)
+        })
     }
 
     /// LeaveGroup: removes each member (by member id, or by `group.instance.id` with an empty
@@ -465,11 +465,8 @@ impl GroupCoordinator {
             .inner
             .live_group(group_id, false)
             .ok_or(ResponseError::UnknownMemberId)?;
-        let mut g = handle.lock();
-        let now = Instant::now();
-        let result = g.leave(members, now, &self.inner.config);
-        self.inner.settle(&handle, &mut g, now);
-        result
+        self.inner
+            .with_group(&handle, |g, now| g.leave(members, now, &self.inner.config))
     }
 
     pub fn list_groups(&self) -> Vec<GroupListing> {
