@@ -3,12 +3,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 
 use kafka_protocol::ResponseError;
 use skiff_protocol::kafka_protocol;
 use uuid::Uuid;
 
+use crate::cluster::Cluster;
 use crate::config::BrokerConfig;
 use crate::error::ApiError;
 use crate::partition::Partition;
@@ -39,6 +40,9 @@ pub struct Broker {
     pub producer_ids: crate::producer_ids::ProducerIdManager,
     /// Consumer groups and their committed offsets.
     pub groups: crate::group_coordinator::GroupCoordinator,
+    /// Replication, in a cluster (`controller.quorum.voters` set); then the topic registry is a
+    /// mirror of the cluster metadata and partitions are Raft replicas.
+    cluster: OnceLock<Arc<Cluster>>,
 }
 
 fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
@@ -54,7 +58,11 @@ impl Broker {
     pub fn open(config: BrokerConfig) -> Result<Arc<Self>, StartError> {
         let meta = config.data_dir.join("meta");
         let registry = TopicRegistry::load(&meta)?;
-        let cluster_id = load_or_create_cluster_id(&meta)?;
+        let cluster_id = if config.is_cluster() {
+            cluster_id_of_voters(&config)
+        } else {
+            load_or_create_cluster_id(&meta)?
+        };
         let broker = Broker {
             groups: crate::group_coordinator::GroupCoordinator::new(
                 crate::group_coordinator::CoordinatorConfig::from_broker(&config),
@@ -65,9 +73,11 @@ impl Broker {
             partitions: RwLock::new(HashMap::new()),
             producer_ids: crate::producer_ids::ProducerIdManager::open(&meta)
                 .map_err(|e| StartError::Io(e.to_string()))?,
+            cluster: OnceLock::new(),
         };
         let topics: Vec<Topic> = read(&broker.topics).iter().cloned().collect();
-        for topic in &topics {
+        // In a cluster the replicas are opened by `Cluster::start` from the metadata log.
+        for topic in topics.iter().filter(|_| !broker.config.is_cluster()) {
             for p in 0..topic.partitions {
                 broker.open_partition(topic, p)?;
             }
@@ -107,14 +117,96 @@ impl Broker {
         read(&self.partitions).get(&(topic.to_string(), index)).cloned()
     }
 
-    /// The partition, or the UNKNOWN_TOPIC_OR_PARTITION a handler answers when this broker has none.
+    /// The partition, or the error a handler answers when this broker has none:
+    /// NOT_LEADER_OR_FOLLOWER for a partition of the cluster that other brokers host,
+    /// UNKNOWN_TOPIC_OR_PARTITION otherwise.
     pub fn partition_or_unknown(&self, topic: &str, index: i32) -> Result<Arc<Partition>, ApiError> {
-        self.partition(topic, index).ok_or_else(|| {
+        self.partition(topic, index)
+            .ok_or_else(|| self.no_replica_here(topic, index))
+    }
+
+    /// Why this broker has no replica of `topic`-`index`.
+    pub fn no_replica_here(&self, topic: &str, index: i32) -> ApiError {
+        let elsewhere =
+            self.cluster().is_some() && self.topic(topic).is_some_and(|t| (0..t.partitions).contains(&index));
+        if elsewhere {
+            ApiError::new(
+                ResponseError::NotLeaderOrFollower,
+                format!("this broker hosts no replica of {topic}-{index}"),
+            )
+        } else {
             ApiError::new(
                 ResponseError::UnknownTopicOrPartition,
                 format!("unknown partition {topic}-{index}"),
             )
-        })
+        }
+    }
+
+    /// The cluster this broker is a member of (`None` on a single node).
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.get()
+    }
+
+    pub fn set_cluster(&self, cluster: Arc<Cluster>) {
+        if self.cluster.set(cluster).is_err() {
+            tracing::error!("the broker joined a cluster twice");
+        }
+    }
+
+    pub(crate) fn cluster_weak(&self) -> Weak<Cluster> {
+        self.cluster.get().map(Arc::downgrade).unwrap_or_default()
+    }
+
+    pub(crate) fn insert_partition(&self, partition: Arc<Partition>) {
+        write(&self.partitions).insert((partition.topic.clone(), partition.index), partition);
+    }
+
+    pub(crate) fn remove_partition(&self, topic: &str, index: i32) {
+        write(&self.partitions).remove(&(topic.to_string(), index));
+    }
+
+    /// Makes the topic registry hold exactly `topics` (a cluster's applied metadata).
+    pub(crate) fn mirror_topics(&self, topics: &[Topic]) {
+        let mut registry = write(&self.topics);
+        let stale: Vec<String> = registry
+            .iter()
+            .filter(|t| !topics.iter().any(|n| n.name == t.name))
+            .map(|t| t.name.clone())
+            .collect();
+        for name in stale {
+            if let Err(e) = registry.remove(&name) {
+                tracing::error!(topic = name, error = %e, "cannot update the topic registry");
+            }
+        }
+        for t in topics {
+            if registry.get(&t.name) != Some(t)
+                && let Err(e) = registry.put(t.clone())
+            {
+                tracing::error!(topic = %t.name, error = %e, "cannot update the topic registry");
+            }
+        }
+    }
+
+    /// The replication factor of a new topic that does not name one.
+    pub fn default_replication_factor(&self, internal: bool) -> i16 {
+        match self.cluster() {
+            None => 1,
+            Some(c) if internal => {
+                let live = i16::try_from(c.live_brokers()).unwrap_or(i16::MAX).max(1);
+                self.config.offsets_topic_replication_factor.min(live)
+            }
+            Some(_) => self.config.default_replication_factor,
+        }
+    }
+
+    fn refuse_in_cluster(&self, what: &str) -> Result<(), ApiError> {
+        match self.cluster() {
+            Some(_) => Err(ApiError::new(
+                ResponseError::InvalidRequest,
+                format!("{what} is not supported in a replicated cluster yet"),
+            )),
+            None => Ok(()),
+        }
     }
 
     pub fn topic(&self, name: &str) -> Option<Topic> {
@@ -146,7 +238,15 @@ impl Broker {
             ));
         }
         check_partition_count(partitions)?;
-        if replication_factor != 1 {
+        if let Some(cluster) = self.cluster() {
+            let live = cluster.live_brokers();
+            if replication_factor < 1 || replication_factor as usize > live {
+                return Err(ApiError::new(
+                    ResponseError::InvalidReplicationFactor,
+                    format!("Replication factor: {replication_factor} larger than available brokers: {live}."),
+                ));
+            }
+        } else if replication_factor != 1 {
             return Err(ApiError::new(
                 ResponseError::InvalidReplicationFactor,
                 format!("replication factor {replication_factor} is larger than the 1 available broker"),
@@ -158,7 +258,7 @@ impl Broker {
         Ok(())
     }
 
-    /// Creates a topic and opens its partitions.
+    /// Creates a topic and opens its partitions, with the default replication factor.
     pub fn create_topic(
         &self,
         name: &str,
@@ -166,7 +266,26 @@ impl Broker {
         configs: BTreeMap<String, String>,
         internal: bool,
     ) -> Result<Topic, ApiError> {
-        self.check_new_topic(name, partitions, 1, &configs)?;
+        let rf = self.default_replication_factor(internal);
+        self.create_topic_with(name, partitions, rf, configs, internal)
+    }
+
+    /// Creates a topic of `replication_factor` replicas: on one node it opens its partitions;
+    /// in a cluster the controller assigns its replicas and every replica opens when applied.
+    pub fn create_topic_with(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+        internal: bool,
+    ) -> Result<Topic, ApiError> {
+        self.check_new_topic(name, partitions, replication_factor, &configs)?;
+        if let Some(cluster) = self.cluster() {
+            let topic = cluster.create_topic(name, partitions, replication_factor, &configs)?;
+            tracing::info!(topic = name, partitions, replication_factor, "created topic");
+            return Ok(topic);
+        }
         let topic = Topic {
             name: name.to_string(),
             id: Uuid::new_v4(),
@@ -204,6 +323,11 @@ impl Broker {
 
     /// Deletes a topic: forgets it, then removes its data.
     pub fn delete_topic(&self, name: &str) -> Result<Topic, ApiError> {
+        if let Some(cluster) = self.cluster() {
+            let topic = cluster.delete_topic(name)?;
+            tracing::info!(topic = name, "deleted topic");
+            return Ok(topic);
+        }
         let topic = write(&self.topics)
             .remove(name)
             .map_err(|e| ApiError::new(ResponseError::KafkaStorageError, e.to_string()))?
@@ -228,6 +352,7 @@ impl Broker {
 
     /// Grows a topic to `total` partitions.
     pub fn add_partitions(&self, name: &str, total: i32) -> Result<Topic, ApiError> {
+        self.refuse_in_cluster("adding partitions")?;
         let topic = {
             let mut registry = write(&self.topics);
             let mut topic = registry.get(name).cloned().ok_or_else(|| {
@@ -275,6 +400,9 @@ impl Broker {
         validate_only: bool,
         change: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, ApiError>,
     ) -> Result<Topic, ApiError> {
+        if !validate_only {
+            self.refuse_in_cluster("changing topic configs")?;
+        }
         let mut registry = write(&self.topics);
         let mut topic = registry
             .get(name)
@@ -321,7 +449,8 @@ impl Broker {
                 continue;
             }
             for p in 0..topic.partitions {
-                let Some(partition) = self.partition(&topic.name, p) else {
+                // A replicated log's start moves only with Raft snapshots (not built yet).
+                let Some(partition) = self.partition(&topic.name, p).filter(|p| p.replica().is_none()) else {
                     continue;
                 };
                 if let Err(e) = partition.with_log(|log| log.enforce_retention(now_ms)) {
@@ -337,6 +466,9 @@ impl Broker {
 
     /// Clean shutdown of every log.
     pub fn shutdown(&self) {
+        if let Some(cluster) = self.cluster() {
+            cluster.shutdown();
+        }
         for partition in self.all_partitions() {
             if let Err(e) = partition.shutdown() {
                 tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "unclean close");
@@ -357,6 +489,14 @@ fn check_partition_count(partitions: i32) -> Result<(), ApiError> {
         ));
     }
     Ok(())
+}
+
+/// Every broker of a cluster derives the same id from the voters they all list.
+fn cluster_id_of_voters(config: &BrokerConfig) -> String {
+    let voters = config.get("controller.quorum.voters").unwrap_or_default();
+    let a = crc32fast::hash(voters.as_bytes());
+    let b = crc32fast::hash(voters.chars().rev().collect::<String>().as_bytes());
+    format!("skiff-{a:08x}{b:08x}")
 }
 
 fn load_or_create_cluster_id(meta: &std::path::Path) -> Result<String, StartError> {

@@ -19,6 +19,47 @@ pub const LOG_RETENTION_CHECK_INTERVAL_MS_DEFAULT: u64 = 300_000;
 pub const CONNECTIONS_MAX_IDLE_MS_DEFAULT: u64 = 600_000;
 /// `message.max.bytes`: the broker-wide default of a topic's `max.message.bytes`.
 pub const MESSAGE_MAX_BYTES_DEFAULT: u32 = 1024 * 1024 + 12;
+/// `default.replication.factor`: replicas of an auto-created topic, or of a CreateTopics that
+/// says -1.
+pub const DEFAULT_REPLICATION_FACTOR_DEFAULT: i16 = 1;
+/// `offsets.topic.replication.factor`: replicas of `__consumer_offsets` (fewer when the cluster
+/// has fewer live brokers when it is created).
+pub const OFFSETS_TOPIC_REPLICATION_FACTOR_DEFAULT: i16 = 3;
+/// `replica.lag.time.max.ms`: a follower that has not caught up with the leader's log end for
+/// this long leaves the ISR.
+pub const REPLICA_LAG_TIME_MAX_MS_DEFAULT: u64 = 30_000;
+
+/// One entry of `controller.quorum.voters` (`id@host:port`): a broker of the controller quorum
+/// and the address its Raft transport listens on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Voter {
+    pub id: i32,
+    pub host: String,
+    pub port: u16,
+}
+
+/// Parses `controller.quorum.voters`, e.g. `0@10.0.0.1:9093,1@10.0.0.2:9093,2@10.0.0.3:9093`.
+pub fn parse_voters(value: &str) -> Result<Vec<Voter>, String> {
+    let mut voters: Vec<Voter> = Vec::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let bad = || format!("controller.quorum.voters entry {entry:?} is not id@host:port");
+        let (id, addr) = entry.split_once('@').ok_or_else(bad)?;
+        let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+        let voter = Voter {
+            id: id.trim().parse().map_err(|_| bad())?,
+            host: host.trim().to_string(),
+            port: port.trim().parse().map_err(|_| bad())?,
+        };
+        if voter.id < 0 || voter.host.is_empty() {
+            return Err(bad());
+        }
+        if voters.iter().any(|v| v.id == voter.id) {
+            return Err(format!("controller.quorum.voters names broker {} twice", voter.id));
+        }
+        voters.push(voter);
+    }
+    Ok(voters)
+}
 
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
@@ -40,6 +81,16 @@ pub struct BrokerConfig {
     pub group_initial_rebalance_delay_ms: u64,
     pub offsets_topic_num_partitions: i32,
     pub log_retention_check_interval_ms: u64,
+    /// `controller.quorum.voters`: empty on a single node; in a cluster every broker lists the
+    /// same voters (each broker of a cluster is a voter of the controller group).
+    pub controller_quorum_voters: Vec<Voter>,
+    /// `broker.rack`
+    pub broker_rack: Option<String>,
+    pub default_replication_factor: i16,
+    pub offsets_topic_replication_factor: i16,
+    pub replica_lag_time_max_ms: u64,
+    /// `min.insync.replicas`: the default of the topic config of the same name.
+    pub min_insync_replicas: i32,
     /// Defaults every topic's log config starts from (`log.retention.ms`, `log.segment.bytes`, …).
     pub log_defaults: LogConfig,
     /// The configs given explicitly (with `--set`), which DescribeConfigs reports as
@@ -48,6 +99,11 @@ pub struct BrokerConfig {
 }
 
 impl BrokerConfig {
+    /// Whether this broker is part of a replicated cluster (`controller.quorum.voters` is set).
+    pub fn is_cluster(&self) -> bool {
+        !self.controller_quorum_voters.is_empty()
+    }
+
     pub fn new(data_dir: PathBuf, listen: SocketAddr) -> Self {
         let advertised_host = if listen.ip().is_unspecified() {
             "localhost".to_string()
@@ -67,6 +123,12 @@ impl BrokerConfig {
             group_initial_rebalance_delay_ms: GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT,
             offsets_topic_num_partitions: OFFSETS_TOPIC_NUM_PARTITIONS_DEFAULT,
             log_retention_check_interval_ms: LOG_RETENTION_CHECK_INTERVAL_MS_DEFAULT,
+            controller_quorum_voters: Vec::new(),
+            broker_rack: None,
+            default_replication_factor: DEFAULT_REPLICATION_FACTOR_DEFAULT,
+            offsets_topic_replication_factor: OFFSETS_TOPIC_REPLICATION_FACTOR_DEFAULT,
+            replica_lag_time_max_ms: REPLICA_LAG_TIME_MAX_MS_DEFAULT,
+            min_insync_replicas: 1,
             log_defaults: LogConfig {
                 max_message_bytes: MESSAGE_MAX_BYTES_DEFAULT,
                 ..LogConfig::default()
@@ -97,6 +159,27 @@ impl BrokerConfig {
             "group.initial.rebalance.delay.ms" => self.group_initial_rebalance_delay_ms = parse(name, value)?,
             "offsets.topic.num.partitions" => self.offsets_topic_num_partitions = parse(name, value)?,
             "log.retention.check.interval.ms" => self.log_retention_check_interval_ms = parse(name, value)?,
+            "controller.quorum.voters" => self.controller_quorum_voters = parse_voters(value)?,
+            "broker.rack" => self.broker_rack = Some(value.trim().to_string()).filter(|r| !r.is_empty()),
+            "default.replication.factor" => {
+                self.default_replication_factor = parse(name, value)?;
+                if self.default_replication_factor < 1 {
+                    return Err("default.replication.factor must be at least 1".into());
+                }
+            }
+            "offsets.topic.replication.factor" => {
+                self.offsets_topic_replication_factor = parse(name, value)?;
+                if self.offsets_topic_replication_factor < 1 {
+                    return Err("offsets.topic.replication.factor must be at least 1".into());
+                }
+            }
+            "replica.lag.time.max.ms" => self.replica_lag_time_max_ms = parse(name, value)?,
+            "min.insync.replicas" => {
+                self.min_insync_replicas = parse(name, value)?;
+                if self.min_insync_replicas < 1 {
+                    return Err("min.insync.replicas must be at least 1".into());
+                }
+            }
             _ => {
                 let topic_name = log_config_for_broker_config(name).ok_or_else(|| format!("unknown config {name}"))?;
                 self.log_defaults.set(topic_name, value).map_err(|e| e.to_string())?;
@@ -119,6 +202,17 @@ impl BrokerConfig {
             "group.initial.rebalance.delay.ms" => self.group_initial_rebalance_delay_ms.to_string(),
             "offsets.topic.num.partitions" => self.offsets_topic_num_partitions.to_string(),
             "log.retention.check.interval.ms" => self.log_retention_check_interval_ms.to_string(),
+            "controller.quorum.voters" => self
+                .controller_quorum_voters
+                .iter()
+                .map(|v| format!("{}@{}:{}", v.id, v.host, v.port))
+                .collect::<Vec<_>>()
+                .join(","),
+            "broker.rack" => self.broker_rack.clone().unwrap_or_default(),
+            "default.replication.factor" => self.default_replication_factor.to_string(),
+            "offsets.topic.replication.factor" => self.offsets_topic_replication_factor.to_string(),
+            "replica.lag.time.max.ms" => self.replica_lag_time_max_ms.to_string(),
+            "min.insync.replicas" => self.min_insync_replicas.to_string(),
             _ => return self.log_defaults.get(log_config_for_broker_config(name)?),
         })
     }
@@ -135,7 +229,7 @@ impl BrokerConfig {
 }
 
 /// Every name `BrokerConfig::set` accepts, in the order DescribeConfigs lists them.
-pub const BROKER_CONFIG_NAMES: [&str; 19] = [
+pub const BROKER_CONFIG_NAMES: [&str; 25] = [
     "node.id",
     "broker.id",
     "num.partitions",
@@ -145,6 +239,12 @@ pub const BROKER_CONFIG_NAMES: [&str; 19] = [
     "group.initial.rebalance.delay.ms",
     "offsets.topic.num.partitions",
     "log.retention.check.interval.ms",
+    "controller.quorum.voters",
+    "broker.rack",
+    "default.replication.factor",
+    "offsets.topic.replication.factor",
+    "replica.lag.time.max.ms",
+    "min.insync.replicas",
     "log.segment.bytes",
     "log.roll.ms",
     "log.index.size.max.bytes",
@@ -208,6 +308,34 @@ mod tests {
         assert!(c.set("num.partitions", "0").is_err());
         assert!(c.set("no.such.thing", "1").is_err());
         assert!(c.set("log.retention.ms", "soon").is_err());
+    }
+
+    #[test]
+    fn controller_quorum_voters_are_kraft_style() {
+        let v = parse_voters("0@127.0.0.1:19093, 1@broker-1:9093").unwrap();
+        assert_eq!(
+            v,
+            vec![
+                Voter {
+                    id: 0,
+                    host: "127.0.0.1".into(),
+                    port: 19093
+                },
+                Voter {
+                    id: 1,
+                    host: "broker-1".into(),
+                    port: 9093
+                }
+            ]
+        );
+        for bad in ["0@host", "x@h:1", "0@h:1,0@g:2", "-1@h:1", "0@:1"] {
+            assert!(parse_voters(bad).is_err(), "{bad}");
+        }
+        let mut c = BrokerConfig::new(PathBuf::from("data"), "0.0.0.0:9092".parse().unwrap());
+        assert!(!c.is_cluster());
+        c.set("controller.quorum.voters", "0@a:1,1@b:2").unwrap();
+        assert!(c.is_cluster());
+        assert_eq!(c.get("controller.quorum.voters").as_deref(), Some("0@a:1,1@b:2"));
     }
 
     #[test]

@@ -346,6 +346,10 @@ impl GroupCoordinator {
     /// operation. A failure is retried by the next operation; meanwhile the coordinator is
     /// unavailable, which clients retry.
     pub async fn ensure_loaded(&self, broker: &Arc<Broker>) -> Result<(), ResponseError> {
+        if broker.cluster().is_some() {
+            // A cluster's coordinators load their partitions when they become leader of them.
+            return Ok(());
+        }
         self.loaded
             .get_or_try_init(|| async {
                 let b = Arc::clone(broker);
@@ -368,6 +372,25 @@ impl GroupCoordinator {
             .map(|_| ())
     }
 
+    /// `ensure_loaded`, and in a cluster NOT_COORDINATOR unless this broker leads the group's
+    /// `__consumer_offsets` partition (clients then look the coordinator up again).
+    pub async fn ensure_coordinator(&self, broker: &Arc<Broker>, group_id: &str) -> Result<(), ResponseError> {
+        self.ensure_loaded(broker).await?;
+        let Some(cluster) = broker.cluster() else {
+            return Ok(());
+        };
+        let (b, key) = (Arc::clone(broker), group_id.to_string());
+        let c = Arc::clone(cluster);
+        let coordinator = tokio::task::spawn_blocking(move || c.coordinator(&b, &key))
+            .await
+            .map_err(|_| ResponseError::CoordinatorNotAvailable)??;
+        if coordinator.id == cluster.me() {
+            Ok(())
+        } else {
+            Err(ResponseError::NotCoordinator)
+        }
+    }
+
     /// Installs offsets read from disk, without overwriting anything committed since.
     pub fn restore_offsets(&self, loaded: BTreeMap<String, BTreeMap<(String, i32), CommittedOffset>>) {
         for (group_id, offsets) in loaded {
@@ -378,6 +401,19 @@ impl GroupCoordinator {
             for (key, offset) in offsets {
                 g.offsets.entry(key).or_insert(offset);
             }
+            self.inner.settle(&handle, &mut g, Instant::now());
+        }
+    }
+
+    /// Installs the offsets a new coordinator read from its `__consumer_offsets` partition: they
+    /// replace what this broker remembered from an earlier time as coordinator.
+    pub fn replace_offsets(&self, loaded: BTreeMap<String, BTreeMap<(String, i32), CommittedOffset>>) {
+        for (group_id, offsets) in loaded {
+            let Some(handle) = self.inner.live_group(&group_id, true) else {
+                continue;
+            };
+            let mut g = handle.lock();
+            g.offsets = offsets.into_iter().collect();
             self.inner.settle(&handle, &mut g, Instant::now());
         }
     }

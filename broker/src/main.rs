@@ -34,6 +34,14 @@ struct Args {
     /// This broker's id (Kafka's node.id).
     #[arg(long, env = "SKIFF_NODE_ID", default_value_t = 0)]
     node_id: i32,
+    /// The controller quorum of a cluster (Kafka's controller.quorum.voters), the same on every
+    /// broker: id@host:port of each broker's replication listener. Unset: a single node.
+    #[arg(long, env = "SKIFF_VOTERS")]
+    voters: Option<String>,
+    /// Address the replication (broker-to-broker) listener binds; defaults to 0.0.0.0 and the
+    /// port of this broker's entry in --voters.
+    #[arg(long, env = "SKIFF_PEER_LISTEN")]
+    peer_listen: Option<SocketAddr>,
     /// Any broker config by its Kafka name, e.g. --set num.partitions=8 --set log.retention.ms=3600000
     #[arg(long = "set", value_name = "NAME=VALUE")]
     settings: Vec<String>,
@@ -48,6 +56,11 @@ fn config_from(args: &Args) -> anyhow::Result<BrokerConfig> {
         let (host, port) = adv.rsplit_once(':').context("--advertised must be host:port")?;
         config.advertised_host = host.to_string();
         config.advertised_port = port.parse().context("--advertised port is not a number")?;
+    }
+    if let Some(voters) = &args.voters {
+        config
+            .set("controller.quorum.voters", voters)
+            .map_err(|e| anyhow::anyhow!("--voters: {e}"))?;
     }
     for setting in &args.settings {
         let (name, value) = setting
@@ -70,6 +83,23 @@ async fn main() -> anyhow::Result<()> {
     let config = config_from(&args)?;
     let listen = config.listen;
     let broker = tokio::task::spawn_blocking(move || Broker::open(config)).await??;
+    if broker.config.is_cluster() {
+        let me = broker.config.node_id;
+        let port = broker
+            .config
+            .controller_quorum_voters
+            .iter()
+            .find(|v| v.id == me)
+            .map(|v| v.port)
+            .with_context(|| format!("node.id {me} is not one of controller.quorum.voters"))?;
+        let peer_listen = args
+            .peer_listen
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], port)));
+        skiff_broker::cluster::Cluster::start(&broker, peer_listen)
+            .await
+            .context("cannot join the cluster")?;
+        tracing::info!(%peer_listen, node_id = me, "replication listener up");
+    }
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;

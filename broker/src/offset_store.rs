@@ -286,43 +286,49 @@ fn commit_error(e: &ApiError) -> ResponseError {
     }
 }
 
+/// The `__consumer_offsets` topic, created on first use (blocking: in a cluster the controller
+/// must apply it).
+pub fn offsets_topic(broker: &Broker) -> Result<crate::topics::Topic, ResponseError> {
+    if let Some(t) = broker.topic(OFFSETS_TOPIC) {
+        return Ok(t);
+    }
+    let configs = BTreeMap::from([
+        ("cleanup.policy".to_string(), "compact".to_string()),
+        ("compression.type".to_string(), "producer".to_string()),
+        (
+            "segment.bytes".to_string(),
+            OFFSETS_TOPIC_SEGMENT_BYTES_DEFAULT.to_string(),
+        ),
+        // Until compaction runs, time-based retention would delete live offsets.
+        ("retention.ms".to_string(), "-1".to_string()),
+    ]);
+    match broker.create_topic(OFFSETS_TOPIC, broker.config.offsets_topic_num_partitions, configs, true) {
+        Ok(t) => Ok(t),
+        // Someone else created it meanwhile.
+        Err(e) if e.code == ResponseError::TopicAlreadyExists => broker
+            .topic(OFFSETS_TOPIC)
+            .ok_or(ResponseError::CoordinatorNotAvailable),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot create {OFFSETS_TOPIC}");
+            Err(ResponseError::CoordinatorNotAvailable)
+        }
+    }
+}
+
 /// The `__consumer_offsets` partition of a group, creating the topic on first use.
 async fn group_partition(broker: &Arc<Broker>, group_id: &str) -> Result<Arc<Partition>, ResponseError> {
     let topic = match broker.topic(OFFSETS_TOPIC) {
         Some(t) => t,
         None => {
             let b = Arc::clone(broker);
-            let created = tokio::task::spawn_blocking(move || {
-                let configs = BTreeMap::from([
-                    ("cleanup.policy".to_string(), "compact".to_string()),
-                    ("compression.type".to_string(), "producer".to_string()),
-                    (
-                        "segment.bytes".to_string(),
-                        OFFSETS_TOPIC_SEGMENT_BYTES_DEFAULT.to_string(),
-                    ),
-                    // Until compaction runs, time-based retention would delete live offsets.
-                    ("retention.ms".to_string(), "-1".to_string()),
-                ]);
-                b.create_topic(OFFSETS_TOPIC, b.config.offsets_topic_num_partitions, configs, true)
-            })
-            .await
-            .map_err(|_| ResponseError::CoordinatorNotAvailable)?;
-            match created {
-                Ok(t) => t,
-                // Someone else created it meanwhile.
-                Err(e) if e.code == ResponseError::TopicAlreadyExists => broker
-                    .topic(OFFSETS_TOPIC)
-                    .ok_or(ResponseError::CoordinatorNotAvailable)?,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot create {OFFSETS_TOPIC}");
-                    return Err(ResponseError::CoordinatorNotAvailable);
-                }
-            }
+            tokio::task::spawn_blocking(move || offsets_topic(&b))
+                .await
+                .map_err(|_| ResponseError::CoordinatorNotAvailable)??
         }
     };
     broker
         .partition(OFFSETS_TOPIC, partition_for(group_id, topic.partitions))
-        .ok_or(ResponseError::CoordinatorNotAvailable)
+        .ok_or(ResponseError::NotCoordinator)
 }
 
 /// Appends a group's records as one batch and waits until it is fsync'd.
@@ -352,6 +358,13 @@ pub fn load(broker: &Broker) -> Result<LoadedOffsets, OffsetStoreError> {
         }
     }
     offsets.retain(|_, o| !o.is_empty());
+    Ok(offsets)
+}
+
+/// The committed offsets of the groups one partition holds (a new coordinator's load).
+pub fn load_one(partition: &Partition) -> Result<LoadedOffsets, OffsetStoreError> {
+    let mut offsets = LoadedOffsets::new();
+    load_partition(partition, &mut offsets)?;
     Ok(offsets)
 }
 

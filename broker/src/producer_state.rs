@@ -606,6 +606,21 @@ fn replay(log: &Log, table: &mut ProducerStateTable, from: u64, to: u64) -> u64 
 }
 
 impl ProducerStates {
+    /// No producers yet, for the partition directory `dir` (a replica that does not lead keeps
+    /// none; it rebuilds the table with `reload` when it becomes leader).
+    pub fn empty(dir: &Path) -> Self {
+        ProducerStates {
+            dir: dir.to_path_buf(),
+            expiration_ms: PRODUCER_ID_EXPIRATION_MS_DEFAULT,
+            inner: Mutex::new(Inner {
+                table: ProducerStateTable::default(),
+                last_expiration_check_ms: 0,
+                bytes_since_snapshot: 0,
+            }),
+            newest_snapshot: Mutex::new(None),
+        }
+    }
+
     /// Rebuilds the state of an opened log: the newest snapshot within
     /// `[log start, log end]`, then the batches after it. Snapshots past the log end describe
     /// batches recovery cut off and are deleted; one below the log start misses batches that
@@ -716,6 +731,51 @@ impl ProducerStates {
         }
         let info = log.append(batches, leader_epoch, now_ms)?;
         Ok(self.after_append(log, info, &producer_batches, now_ms))
+    }
+
+    /// The leader's check of a replicated partition, whose offsets are assigned before the Raft
+    /// append (see `partition.rs`): like `append`, but the batches are recorded at `first_offset`
+    /// instead of being written. Returns the original offsets of a retry of a cached batch.
+    pub fn admit(
+        &self,
+        headers: &[BatchHeader],
+        first_offset: u64,
+        log_append_time: Option<i64>,
+        now_ms: i64,
+    ) -> Result<Option<AppendInfo>, ProducerError> {
+        let producer_batches = producer_batches(headers)?;
+        if producer_batches.is_empty() {
+            return Ok(None);
+        }
+        let mut inner = lock(&self.inner);
+        inner.maybe_expire(now_ms, self.expiration_ms);
+        if let Verdict::Duplicate(dup) = inner.table.plan(&producer_batches)? {
+            return Ok(Some(AppendInfo {
+                first_offset: dup.first_offset,
+                last_offset: dup.last_offset,
+                max_timestamp: dup.timestamp,
+                log_append_time: log_append_time.map(|_| dup.timestamp),
+                record_count: 0,
+                bytes: 0,
+            }));
+        }
+        let mut first = first_offset;
+        for b in &producer_batches {
+            inner.table.record(b, first, log_append_time.unwrap_or(b.max_timestamp));
+            first += b.offset_count;
+        }
+        Ok(None)
+    }
+
+    /// Rebuilds the table from `log` in place: a replica that becomes leader takes over the
+    /// producers its predecessor tracked, as the log holds them.
+    pub fn reload(&self, log: &Log, now_ms: i64) {
+        let fresh = Self::load_with(log, now_ms, self.expiration_ms);
+        let table = lock(&fresh.inner).table.clone();
+        let mut inner = lock(&self.inner);
+        inner.table = table;
+        inner.last_expiration_check_ms = now_ms;
+        inner.bytes_since_snapshot = 0;
     }
 
     fn after_append(&self, log: &Log, info: AppendInfo, batches: &[ProducerBatch], now_ms: i64) -> Appended {

@@ -80,6 +80,9 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
 
 /// The default of a topic config on this broker.
 pub fn default_value(broker: &BrokerConfig, name: &str) -> Option<String> {
+    if name == "min.insync.replicas" {
+        return Some(broker.min_insync_replicas.to_string());
+    }
     broker.log_defaults.get(name).or_else(|| {
         OTHER_CONFIGS
             .iter()

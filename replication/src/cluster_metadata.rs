@@ -22,7 +22,8 @@ use kafka_protocol::ResponseError;
 use crate::group_id::GroupId;
 use crate::metadata_records::{
     BrokerId, ChangePartitionReplicas, ConfigEntry, CreateTopic, DeleteTopic, Endpoint, MetadataCodecError,
-    MetadataRecord, PartitionAssignment, RegisterBroker, TopicId, decode_batches, metadata_record::Kind,
+    MetadataRecord, PartitionAssignment, PartitionLeader, RegisterBroker, TopicId, decode_batches,
+    metadata_record::Kind,
 };
 use crate::raft_log::{LogStorage, RaftLogError};
 
@@ -55,6 +56,12 @@ pub struct BrokerInfo {
 pub struct PartitionInfo {
     pub replicas: Vec<BrokerId>,
     pub raft_group: GroupId,
+    /// The leader its Raft group last reported (`None` until one did).
+    pub leader: Option<BrokerId>,
+    /// That leader's epoch (its Raft term); -1 until reported.
+    pub leader_epoch: i32,
+    /// The in-sync replicas that leader reported.
+    pub isr: Vec<BrokerId>,
 }
 
 impl PartitionInfo {
@@ -246,6 +253,7 @@ impl ClusterMetadata {
                 Ok(())
             }
             Kind::ChangePartitionReplicas(r) => self.change_replicas(r),
+            Kind::PartitionLeader(r) => self.set_leader(r),
         }
     }
 
@@ -365,6 +373,9 @@ impl ClusterMetadata {
             partitions.push(PartitionInfo {
                 replicas: p.replicas.clone(),
                 raft_group: GroupId(p.raft_group),
+                leader: None,
+                leader_epoch: -1,
+                isr: Vec::new(),
             });
         }
         let configs = r.configs.iter().map(|c| (c.name.clone(), c.value.clone())).collect();
@@ -390,6 +401,20 @@ impl ClusterMetadata {
             .and_then(|i| self.topics.get_mut(&id)?.partitions.get_mut(i))
             .ok_or_else(|| ApplyError::InvalidAssignment(format!("unknown partition {}", r.partition_index)))?;
         p.replicas = r.replicas.clone();
+        Ok(())
+    }
+
+    fn set_leader(&mut self, r: &PartitionLeader) -> Result<(), ApplyError> {
+        let id = self.known_topic(&r.topic_id)?;
+        let p = usize::try_from(r.partition_index)
+            .ok()
+            .and_then(|i| self.topics.get_mut(&id)?.partitions.get_mut(i))
+            .ok_or_else(|| ApplyError::InvalidAssignment(format!("unknown partition {}", r.partition_index)))?;
+        if r.leader_epoch >= p.leader_epoch {
+            p.leader = Some(r.leader);
+            p.leader_epoch = r.leader_epoch;
+            p.isr = r.isr.clone();
+        }
         Ok(())
     }
 

@@ -351,6 +351,52 @@ impl GroupDriver {
         })
     }
 
+    /// Proposes a batch from any replica: a follower forwards it to the leader it knows (raft-rs
+    /// `MsgPropose`), so any broker can submit controller records. Nothing tells the caller
+    /// whether a forwarded proposal arrived: it watches the applied state and proposes again.
+    pub fn propose_forwarded(&mut self, group: GroupId, kafka_batch: Vec<u8>) -> Result<(), DriverError> {
+        let r = self.groups.get_mut(&group).ok_or(DriverError::UnknownGroup(group))?;
+        if r.raw.raft.state == StateRole::Leader {
+            return self.propose(group, kafka_batch).map(drop);
+        }
+        let header = batch::validate(&kafka_batch).map_err(|e| DriverError::InvalidBatch {
+            group,
+            reason: e.to_string(),
+        })?;
+        if header.total_size() != kafka_batch.len() {
+            return Err(DriverError::InvalidBatch {
+                group,
+                reason: "exactly one record batch per proposal".into(),
+            });
+        }
+        r.raw.propose(vec![], kafka_batch).map_err(|source| match source {
+            raft::Error::ProposalDropped => DriverError::ProposalDropped { group },
+            source => DriverError::Raft { group, source },
+        })?;
+        self.dirty.insert(group);
+        Ok(())
+    }
+
+    /// On the leader: its last log index and every voter's matched index (the leader's own
+    /// included), from which the broker derives the ISR. `None` on a follower.
+    pub fn progress(&self, group: GroupId) -> Option<(u64, Vec<(NodeId, u64)>)> {
+        let r = self.groups.get(&group)?;
+        if r.raw.raft.state != StateRole::Leader {
+            return None;
+        }
+        let last = r.raw.raft.raft_log.last_index();
+        let matched = r.raw.raft.prs().iter().map(|(&id, pr)| (id, pr.matched)).collect();
+        Some((last, matched))
+    }
+
+    /// Asks the leader of `group` (this replica) to hand leadership to `to` (Raft thesis §3.10).
+    pub fn transfer_leader(&mut self, group: GroupId, to: NodeId) -> Result<(), DriverError> {
+        let r = self.groups.get_mut(&group).ok_or(DriverError::UnknownGroup(group))?;
+        r.raw.transfer_leader(to);
+        self.dirty.insert(group);
+        Ok(())
+    }
+
     /// Handles the `Ready` of every group that has one, with one partition-log fsync per touched
     /// group for the whole pass (see the module doc).
     pub fn process_ready(&mut self, now_ms: i64) -> Output {

@@ -38,7 +38,7 @@ pub type BrokerId = i32;
 /// One entry of the metadata log; exactly one variant is set.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct MetadataRecord {
-    #[prost(oneof = "metadata_record::Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8")]
+    #[prost(oneof = "metadata_record::Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9")]
     pub kind: Option<metadata_record::Kind>,
 }
 
@@ -62,6 +62,8 @@ pub mod metadata_record {
         DeleteTopicConfig(super::DeleteTopicConfig),
         #[prost(message, tag = "8")]
         ChangePartitionReplicas(super::ChangePartitionReplicas),
+        #[prost(message, tag = "9")]
+        PartitionLeader(super::PartitionLeader),
     }
 }
 
@@ -190,6 +192,24 @@ pub struct ChangePartitionReplicas {
     pub partition_index: i32,
     #[prost(int32, repeated, tag = "3")]
     pub replicas: Vec<BrokerId>,
+}
+
+/// A partition's leader and in-sync replicas as its Raft leader reports them (KRaft's
+/// `PartitionChangeRecord`): what lets every broker answer Metadata for partitions it does not
+/// host. Reports of an older leader epoch than the applied one are ignored.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PartitionLeader {
+    #[prost(bytes = "vec", tag = "1")]
+    pub topic_id: Vec<u8>,
+    #[prost(int32, tag = "2")]
+    pub partition_index: i32,
+    #[prost(int32, tag = "3")]
+    pub leader: BrokerId,
+    /// The Raft term of the partition's group.
+    #[prost(int32, tag = "4")]
+    pub leader_epoch: i32,
+    #[prost(int32, repeated, tag = "5")]
+    pub isr: Vec<BrokerId>,
 }
 
 #[derive(Debug, thiserror::Error)]

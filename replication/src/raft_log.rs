@@ -282,6 +282,21 @@ impl LogStorage {
         Ok(self.rl().log.read(start, max_bytes, max_offset)?)
     }
 
+    /// Runs `f` on the partition log for lookups (offsets by time, epochs, sizes) and config
+    /// changes. It must not append, truncate or move the log start: Raft owns those.
+    pub fn with_log<R>(&self, f: impl FnOnce(&mut Log) -> R) -> R {
+        f(&mut self.wl().log)
+    }
+
+    /// The term of the entry at `index`, if the log holds it.
+    pub fn term_of(&self, index: u64) -> Option<u64> {
+        let inner = self.rl();
+        if index < inner.translator.first_index() || index > inner.translator.last_index() {
+            return None;
+        }
+        inner.term(index)
+    }
+
     /// The Raft index of the data entry holding Kafka offset `offset`.
     pub fn index_of_offset(&self, offset: u64) -> Option<u64> {
         self.rl().translator.index_of(offset)

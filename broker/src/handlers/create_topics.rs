@@ -47,7 +47,7 @@ pub fn handle(ctx: &Ctx<'_>, request: CreateTopicsRequest) -> CreateTopicsRespon
                     (
                         p,
                         if t.replication_factor == -1 {
-                            1
+                            broker.default_replication_factor(false)
                         } else {
                             t.replication_factor
                         },
@@ -60,6 +60,12 @@ pub fn handle(ctx: &Ctx<'_>, request: CreateTopicsRequest) -> CreateTopicsRespon
                         ));
                     }
                     let me = broker.config.node_id;
+                    if broker.cluster().is_some() {
+                        return Err(ApiError::new(
+                            ResponseError::InvalidReplicaAssignment,
+                            "manual replica assignments are not supported in a cluster yet",
+                        ));
+                    }
                     if t.assignments.iter().any(|a| a.broker_ids.iter().map(|b| b.0).ne([me])) {
                         return Err(ApiError::new(
                             ResponseError::InvalidReplicaAssignment,
@@ -72,7 +78,7 @@ pub fn handle(ctx: &Ctx<'_>, request: CreateTopicsRequest) -> CreateTopicsRespon
                 if request.validate_only {
                     return Ok((None, partitions, configs));
                 }
-                let topic = broker.create_topic(&name, partitions, configs, false)?;
+                let topic = broker.create_topic_with(&name, partitions, replication, configs, false)?;
                 Ok((Some(topic.id), partitions, topic.configs))
             })();
             match outcome {

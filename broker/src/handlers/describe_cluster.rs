@@ -40,15 +40,36 @@ pub fn handle(ctx: &Ctx<'_>, request: DescribeClusterRequest) -> DescribeCluster
             .with_error_code(code.code())
             .with_error_message(Some(str_bytes(&message)));
     }
-    let broker = DescribeClusterBroker::default()
-        .with_broker_id(BrokerId(config.node_id))
-        .with_host(str_bytes(&config.advertised_host))
-        .with_port(i32::from(config.advertised_port))
-        .with_rack(None);
+    let (brokers, controller) = match ctx.broker.cluster() {
+        Some(cluster) => (
+            cluster
+                .brokers()
+                .into_iter()
+                .map(|b| {
+                    DescribeClusterBroker::default()
+                        .with_broker_id(BrokerId(b.id))
+                        .with_host(str_bytes(&b.host))
+                        .with_port(b.port)
+                        .with_rack(b.rack.as_deref().map(str_bytes))
+                })
+                .collect(),
+            cluster.controller().unwrap_or(-1),
+        ),
+        None => (
+            vec![
+                DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(config.node_id))
+                    .with_host(str_bytes(&config.advertised_host))
+                    .with_port(i32::from(config.advertised_port))
+                    .with_rack(None),
+            ],
+            config.node_id,
+        ),
+    };
     DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(&ctx.broker.cluster_id))
-        .with_controller_id(BrokerId(config.node_id))
-        .with_brokers(vec![broker])
+        .with_controller_id(BrokerId(controller))
+        .with_brokers(brokers)
         .with_cluster_authorized_operations(if request.include_cluster_authorized_operations {
             CLUSTER_OPERATIONS
         } else {

@@ -95,10 +95,7 @@ fn read_all(ctx: &Ctx<'_>, request: &FetchRequest) -> (FetchResponse, usize, boo
                 None if by_id => Err(ApiError::new(ResponseError::UnknownTopicId, "unknown topic id")),
                 None => Err(ApiError::new(ResponseError::UnknownTopicOrPartition, "unknown topic")),
                 Some(topic) => match ctx.broker.partition(&topic.name, p.partition) {
-                    None => Err(ApiError::new(
-                        ResponseError::UnknownTopicOrPartition,
-                        "unknown partition",
-                    )),
+                    None => Err(ctx.broker.no_replica_here(&topic.name, p.partition)),
                     Some(part) => read_one(
                         &part,
                         p.current_leader_epoch,
@@ -177,8 +174,10 @@ fn read_one(
     Ok(part.read(offset as u64, limit)?)
 }
 
-/// KIP-320: a client that knows a newer or older leader epoch than ours is told so.
+/// Only the leader serves (NOT_LEADER_OR_FOLLOWER), and KIP-320: a client that knows a newer or
+/// older leader epoch than ours is told so.
 pub fn check_leader_epoch(part: &Partition, current_leader_epoch: i32) -> Result<(), ApiError> {
+    part.check_leader()?;
     let ours = part.leader_epoch();
     if current_leader_epoch < 0 || current_leader_epoch == ours {
         Ok(())

@@ -20,27 +20,42 @@ const KEY_TYPE_TRANSACTION: i8 = 1;
 
 pub fn handle(ctx: &Ctx<'_>, request: FindCoordinatorRequest) -> FindCoordinatorResponse {
     let config = &ctx.broker.config;
-    let node_id = BrokerId(config.node_id);
-    let host = str_bytes(&config.advertised_host);
-    let port = i32::from(config.advertised_port);
     let supported = matches!(request.key_type, KEY_TYPE_GROUP | KEY_TYPE_TRANSACTION);
-    let error = (!supported).then(|| {
+    let unsupported = (!supported).then(|| {
         // Share groups (key type 2, KIP-932) and anything newer are not served.
         (
             ResponseError::InvalidRequest,
             format!("coordinator key type {} is not supported", request.key_type),
         )
     });
+    // On one node this broker coordinates everything; in a cluster the leader of the key's
+    // `__consumer_offsets` partition does.
+    let locate = |key: &str| -> Result<(BrokerId, StrBytes, i32), (ResponseError, String)> {
+        if let Some(e) = &unsupported {
+            return Err(e.clone());
+        }
+        match ctx.broker.cluster() {
+            None => Ok((
+                BrokerId(config.node_id),
+                str_bytes(&config.advertised_host),
+                i32::from(config.advertised_port),
+            )),
+            Some(cluster) => tokio::task::block_in_place(|| cluster.coordinator(ctx.broker, key))
+                .map(|b| (BrokerId(b.id), str_bytes(&b.host), b.port))
+                .map_err(|e| (e, format!("no coordinator for {key:?} is available yet"))),
+        }
+    };
     if ctx.version >= BATCHED_VERSION {
         tracing::debug!(keys = ?request.coordinator_keys, key_type = request.key_type, "find coordinator");
         let coordinators = request
             .coordinator_keys
             .into_iter()
             .map(|key: StrBytes| {
+                let found = locate(&key);
                 let c = Coordinator::default().with_key(key);
-                match &error {
-                    None => c.with_node_id(node_id).with_host(host.clone()).with_port(port),
-                    Some((code, message)) => c
+                match &found {
+                    Ok((node_id, host, port)) => c.with_node_id(*node_id).with_host(host.clone()).with_port(*port),
+                    Err((code, message)) => c
                         .with_node_id(BrokerId(-1))
                         .with_host(StrBytes::default())
                         .with_port(-1)
@@ -53,8 +68,8 @@ pub fn handle(ctx: &Ctx<'_>, request: FindCoordinatorRequest) -> FindCoordinator
     }
     tracing::debug!(key = %request.key, key_type = request.key_type, "find coordinator");
     let response = FindCoordinatorResponse::default();
-    match error {
-        None => {
+    match locate(&request.key) {
+        Ok((node_id, host, port)) => {
             let response = response.with_node_id(node_id).with_host(host).with_port(port);
             if ctx.version >= ERROR_MESSAGE_VERSION {
                 response.with_error_message(None)
@@ -62,7 +77,7 @@ pub fn handle(ctx: &Ctx<'_>, request: FindCoordinatorRequest) -> FindCoordinator
                 response
             }
         }
-        Some((code, message)) => {
+        Err((code, message)) => {
             let response = response
                 .with_error_code(code.code())
                 .with_node_id(BrokerId(-1))

@@ -36,7 +36,12 @@ pub async fn handle(ctx: &Ctx<'_>, request: JoinGroupRequest) -> JoinGroupRespon
         protocols = ?request.protocols.iter().map(|p| p.name.to_string()).collect::<Vec<_>>(),
         "join group"
     );
-    let response = match ctx.broker.groups.ensure_loaded(ctx.broker).await {
+    let response = match ctx
+        .broker
+        .groups
+        .ensure_coordinator(ctx.broker, &request.group_id.0)
+        .await
+    {
         Err(e) => JoinResponse::error(e, &member_id),
         Ok(()) => {
             let join = JoinRequest {

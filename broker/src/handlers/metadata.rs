@@ -74,15 +74,35 @@ pub fn handle(ctx: &Ctx<'_>, request: MetadataRequest) -> MetadataResponse {
             })
             .collect(),
     };
+    let (brokers, controller) = match broker.cluster() {
+        Some(cluster) => (
+            cluster
+                .brokers()
+                .into_iter()
+                .map(|b| {
+                    MetadataResponseBroker::default()
+                        .with_node_id(BrokerId(b.id))
+                        .with_host(str_bytes(&b.host))
+                        .with_port(b.port)
+                        .with_rack(b.rack.as_deref().map(str_bytes))
+                })
+                .collect(),
+            BrokerId(cluster.controller().unwrap_or(-1)),
+        ),
+        None => (
+            vec![
+                MetadataResponseBroker::default()
+                    .with_node_id(me)
+                    .with_host(str_bytes(&broker.config.advertised_host))
+                    .with_port(i32::from(broker.config.advertised_port)),
+            ],
+            me,
+        ),
+    };
     MetadataResponse::default()
-        .with_brokers(vec![
-            MetadataResponseBroker::default()
-                .with_node_id(me)
-                .with_host(str_bytes(&broker.config.advertised_host))
-                .with_port(i32::from(broker.config.advertised_port)),
-        ])
+        .with_brokers(brokers)
         .with_cluster_id(Some(str_bytes(&broker.cluster_id)))
-        .with_controller_id(me)
+        .with_controller_id(controller)
         .with_topics(topics)
         .with_cluster_authorized_operations(cluster_ops)
 }
@@ -91,6 +111,9 @@ fn describe(ctx: &Ctx<'_>, topic: &Topic, operations: i32) -> MetadataResponseTo
     let me = BrokerId(ctx.broker.config.node_id);
     let partitions = (0..topic.partitions)
         .map(|p| {
+            if let Some(cluster) = ctx.broker.cluster() {
+                return describe_replicated(ctx, cluster, topic, p);
+            }
             let epoch = ctx
                 .broker
                 .partition(&topic.name, p)
@@ -114,6 +137,46 @@ fn describe(ctx: &Ctx<'_>, topic: &Topic, operations: i32) -> MetadataResponseTo
         .with_is_internal(topic.internal)
         .with_partitions(partitions)
         .with_topic_authorized_operations(operations)
+}
+
+/// A partition of a cluster: leader, replicas and ISR as the Raft groups report them; a
+/// partition whose leader is not known yet answers LEADER_NOT_AVAILABLE, which clients retry.
+fn describe_replicated(
+    ctx: &Ctx<'_>,
+    cluster: &crate::cluster::Cluster,
+    topic: &Topic,
+    index: i32,
+) -> MetadataResponsePartition {
+    let response = MetadataResponsePartition::default().with_partition_index(index);
+    let Some(view) = cluster.partition_view(&topic.name, index) else {
+        return response
+            .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+            .with_leader_id(BrokerId(-1));
+    };
+    let ids = |v: &[i32]| v.iter().copied().map(BrokerId).collect::<Vec<_>>();
+    let registered: Vec<i32> = cluster.brokers().iter().map(|b| b.id).collect();
+    let offline: Vec<i32> = view
+        .replicas
+        .iter()
+        .copied()
+        .filter(|b| !registered.contains(b))
+        .collect();
+    let epoch = if ctx.version >= LEADER_EPOCH_VERSION {
+        view.leader_epoch
+    } else {
+        -1
+    };
+    let response = response
+        .with_leader_epoch(epoch)
+        .with_replica_nodes(ids(&view.replicas))
+        .with_isr_nodes(ids(&view.isr))
+        .with_offline_replicas(ids(&offline));
+    match view.leader {
+        Some(leader) => response.with_leader_id(BrokerId(leader)),
+        None => response
+            .with_error_code(ResponseError::LeaderNotAvailable.code())
+            .with_leader_id(BrokerId(-1)),
+    }
 }
 
 fn error_topic(name: Option<&str>, id: Uuid, code: ResponseError) -> MetadataResponseTopic {

@@ -81,7 +81,7 @@ pub async fn handle(ctx: &Ctx<'_>, request: OffsetCommitRequest) -> OffsetCommit
             group_id_not_found_error: ctx.version >= GROUP_ID_NOT_FOUND_VERSION,
         };
         let groups = &ctx.broker.groups;
-        let result = match groups.ensure_loaded(ctx.broker).await {
+        let result = match groups.ensure_coordinator(ctx.broker, &group_id).await {
             Ok(()) => groups.commit_offsets(ctx.broker, &group_id, committer, commits).await,
             Err(e) => Err(e),
         };

@@ -26,7 +26,7 @@ pub async fn handle(ctx: &Ctx<'_>, request: OffsetDeleteRequest) -> OffsetDelete
             }
         }
     }
-    let result = match groups.ensure_loaded(ctx.broker).await {
+    let result = match groups.ensure_coordinator(ctx.broker, &group_id).await {
         Ok(()) => groups.delete_offsets(ctx.broker, &group_id, wanted).await,
         Err(e) => Err(e),
     };

@@ -25,21 +25,20 @@ type TopicOffsets = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
 type Fetched = Result<TopicOffsets, ResponseError>;
 
 pub async fn handle(ctx: &Ctx<'_>, request: OffsetFetchRequest) -> OffsetFetchResponse {
-    let loaded = ctx.broker.groups.ensure_loaded(ctx.broker).await;
+    let coordinator = &ctx.broker.groups;
     if ctx.version >= BATCHED_VERSION {
-        let groups = request
-            .groups
-            .into_iter()
-            .map(|g| {
-                let wanted = g
-                    .topics
-                    .map(|ts| ts.into_iter().map(|t| (t.name, t.partition_indexes)).collect());
-                let fetched = loaded.map(|()| fetch(ctx, &g.group_id, wanted));
-                group_response(g.group_id, fetched)
-            })
-            .collect();
+        let mut groups = Vec::with_capacity(request.groups.len());
+        for g in request.groups {
+            let wanted = g
+                .topics
+                .map(|ts| ts.into_iter().map(|t| (t.name, t.partition_indexes)).collect());
+            let loaded = coordinator.ensure_coordinator(ctx.broker, &g.group_id.0).await;
+            let fetched = loaded.map(|()| fetch(ctx, &g.group_id, wanted));
+            groups.push(group_response(g.group_id, fetched));
+        }
         return OffsetFetchResponse::default().with_groups(groups);
     }
+    let loaded = coordinator.ensure_coordinator(ctx.broker, &request.group_id.0).await;
     let wanted = request
         .topics
         .map(|ts| ts.into_iter().map(|t| (t.name, t.partition_indexes)).collect());

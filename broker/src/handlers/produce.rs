@@ -60,12 +60,9 @@ pub fn start<'a>(ctx: &Ctx<'a>, request: ProduceRequest) -> impl Future<Output =
                     format!("cannot append to internal topic {}", t.name),
                 )),
                 Some(t) => match (ctx.broker.partition(&t.name, data.index), &data.records) {
-                    (None, _) => Err(ApiError::new(
-                        ResponseError::UnknownTopicOrPartition,
-                        "unknown partition",
-                    )),
+                    (None, _) => Err(ctx.broker.no_replica_here(&t.name, data.index)),
                     (Some(_), None) => Err(ApiError::new(ResponseError::InvalidRecord, "no records")),
-                    (Some(partition), Some(records)) => partition.begin_append(records).map(|(info, commit)| {
+                    (Some(partition), Some(records)) => partition.begin_append(records, acks).map(|(info, commit)| {
                         commits.push((topics.len(), partitions.len(), commit));
                         (partition, info)
                     }),

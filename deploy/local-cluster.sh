@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# A Skiff cluster of N brokers on this machine, each its own process, like `rpk container start -n 3`.
+#
+#   deploy/local-cluster.sh up N [-- SKIFF-ARGS…]  start brokers 1..N (1 ≤ N ≤ 5), print the bootstrap list
+#   deploy/local-cluster.sh down [--purge]       stop them (SIGTERM, clean shutdown); --purge removes their data
+#   deploy/local-cluster.sh kill NODE            SIGKILL one broker (a crash)
+#   deploy/local-cluster.sh stop NODE            SIGTERM one broker and wait for it
+#   deploy/local-cluster.sh start NODE           start one broker again (same data, same settings)
+#   deploy/local-cluster.sh status               one line per broker
+#
+# Broker i (node.id i) serves Kafka clients on localhost:<i>9092 (19092, 29092, …) and replicates on
+# <i>9093; its data is in $SKIFF_CLUSTER_DIR/node-i (default ./local-cluster), its log in node-i.log.
+# The binary is $SKIFF_BIN, else target/release/skiff (built when missing). SKIFF-ARGS after `--`
+# go to every broker, e.g. `-- --set default.replication.factor=3 --set min.insync.replicas=2`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DIR=${SKIFF_CLUSTER_DIR:-./local-cluster}
+MAX_NODES=5
+# How long `up`/`start` wait for a broker to accept connections.
+READY_TIMEOUT_S=${SKIFF_READY_TIMEOUT_S:-30}
+
+die() { echo "local-cluster: $*" >&2; exit 2; }
+kafka_port() { echo "${1}9092"; }
+peer_port() { echo "${1}9093"; }
+pid_of() { cat "$DIR/node-$1.pid" 2>/dev/null || true; }
+alive() { local pid; pid=$(pid_of "$1"); [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; }
+
+binary() {
+  if [ -n "${SKIFF_BIN:-}" ]; then
+    [ -x "$SKIFF_BIN" ] || die "SKIFF_BIN=$SKIFF_BIN is not executable"
+    echo "$SKIFF_BIN"
+    return
+  fi
+  if [ ! -x target/release/skiff ]; then
+    echo "local-cluster: building target/release/skiff" >&2
+    cargo build --release -q -p skiff-broker >&2
+  fi
+  echo "target/release/skiff"
+}
+
+wait_ready() {
+  local node=$1 deadline=$((SECONDS + READY_TIMEOUT_S))
+  until (exec 3<>"/dev/tcp/127.0.0.1/$(kafka_port "$node")") 2>/dev/null; do
+    alive "$node" || die "broker $node exited; see $DIR/node-$node.log"
+    [ $SECONDS -lt $deadline ] || die "broker $node did not listen within ${READY_TIMEOUT_S}s; see $DIR/node-$node.log"
+    sleep 0.1
+  done
+}
+
+start_node() {
+  local node=$1
+  [ -f "$DIR/cluster.conf" ] || die "no cluster in $DIR (run: $0 up N)"
+  # shellcheck source=/dev/null
+  . "$DIR/cluster.conf"
+  alive "$node" && die "broker $node is already running (pid $(pid_of "$node"))"
+  mkdir -p "$DIR/node-$node"
+  local bin
+  bin=$(binary)
+  # shellcheck disable=SC2086
+  "$bin" --node-id "$node" --data-dir "$DIR/node-$node" \
+    --listen "0.0.0.0:$(kafka_port "$node")" --advertised "localhost:$(kafka_port "$node")" \
+    --voters "$VOTERS" --peer-listen "127.0.0.1:$(peer_port "$node")" $EXTRA_ARGS \
+    >>"$DIR/node-$node.log" 2>&1 &
+  echo $! >"$DIR/node-$node.pid"
+  wait_ready "$node"
+}
+
+stop_node() {
+  local node=$1 signal=$2 pid
+  pid=$(pid_of "$node")
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    kill "-$signal" "$pid"
+    # A clean shutdown flushes every log; give it time, then insist.
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+  fi
+  rm -f "$DIR/node-$node.pid"
+}
+
+nodes() {
+  # shellcheck source=/dev/null
+  . "$DIR/cluster.conf"
+  seq 1 "$NODES"
+}
+
+check_node() {
+  [[ "$1" =~ ^[1-9]$ ]] || die "NODE must be a broker number, not '$1'"
+  [ -f "$DIR/cluster.conf" ] || die "no cluster in $DIR"
+  # shellcheck source=/dev/null
+  . "$DIR/cluster.conf"
+  [ "$1" -le "$NODES" ] || die "the cluster has $NODES brokers"
+}
+
+cmd=${1:-}
+shift || true
+case "$cmd" in
+  up)
+    n=${1:-3}
+    shift || true
+    [[ "$n" =~ ^[1-9]$ ]] && [ "$n" -le $MAX_NODES ] || die "N must be 1..$MAX_NODES"
+    if [ "${1:-}" = "--" ]; then shift; fi
+    mkdir -p "$DIR"
+    for node in $(seq 1 "$n"); do
+      alive "$node" && die "broker $node is already running; run: $0 down"
+    done
+    voters=""
+    bootstrap=""
+    for node in $(seq 1 "$n"); do
+      voters+="${voters:+,}$node@127.0.0.1:$(peer_port "$node")"
+      bootstrap+="${bootstrap:+,}localhost:$(kafka_port "$node")"
+    done
+    {
+      echo "NODES=$n"
+      echo "VOTERS='$voters'"
+      printf "EXTRA_ARGS=%q\n" "$*"
+    } >"$DIR/cluster.conf"
+    for node in $(seq 1 "$n"); do start_node "$node"; done
+    echo "$bootstrap"
+    ;;
+  down)
+    [ -f "$DIR/cluster.conf" ] || { echo "local-cluster: nothing running in $DIR" >&2; exit 0; }
+    for node in $(nodes); do stop_node "$node" TERM; done
+    if [ "${1:-}" = "--purge" ]; then rm -rf "$DIR"; fi
+    ;;
+  kill) check_node "${1:-}"; stop_node "$1" KILL ;;
+  stop) check_node "${1:-}"; stop_node "$1" TERM ;;
+  start) check_node "${1:-}"; start_node "$1" ;;
+  status)
+    [ -f "$DIR/cluster.conf" ] || die "no cluster in $DIR"
+    for node in $(nodes); do
+      if alive "$node"; then state="running (pid $(pid_of "$node"))"; else state=stopped; fi
+      echo "broker $node  localhost:$(kafka_port "$node")  $state"
+    done
+    ;;
+  *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+esac
