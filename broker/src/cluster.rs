@@ -148,6 +148,13 @@ pub struct Cluster {
     waiters: Mutex<HashMap<GroupId, BTreeMap<u64, Waiter>>>,
     /// When each follower of a group this broker leads last had the leader's whole log.
     caught_up: Mutex<HashMap<(GroupId, BrokerId), Instant>>,
+    /// Followers heard from since the last ISR update: only a replica that answers counts as
+    /// caught up (on an idle partition a dead follower's progress still matches the log end).
+    heard: Mutex<std::collections::HashSet<(GroupId, BrokerId)>>,
+    /// Set once this process's own registration is applied: its metadata has then caught up
+    /// with everything committed before it started (KRaft's "unfenced" broker). Until then a
+    /// restarted broker's metadata may lack recent topics, so it must not call them unknown.
+    registered: std::sync::atomic::AtomicBool,
     /// Wakes the loop after a proposal.
     wake: Notify,
 }
@@ -212,6 +219,8 @@ impl Cluster {
             replicas: RwLock::new(HashMap::new()),
             waiters: Mutex::new(HashMap::new()),
             caught_up: Mutex::new(HashMap::new()),
+            heard: Mutex::new(std::collections::HashSet::new()),
+            registered: std::sync::atomic::AtomicBool::new(false),
             wake: Notify::new(),
         });
         broker.set_cluster(Arc::clone(&cluster));
@@ -228,6 +237,11 @@ impl Cluster {
 
     pub fn me(&self) -> BrokerId {
         self.me
+    }
+
+    /// Whether this broker's metadata has caught up with the cluster's (see `registered`).
+    pub fn caught_up(&self) -> bool {
+        self.registered.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Tells the transport where every voter listens, looking names up until all resolve (in
@@ -300,6 +314,7 @@ impl Cluster {
     /// changes of leadership and metadata that proposals must see at once.
     fn pass(&self, broker: &Arc<Broker>, messages: Vec<Incoming>, tick: bool, checkpoint: bool) -> Output {
         let mut driver = lock(&self.driver);
+        lock(&self.heard).extend(messages.iter().map(|m| (m.group, broker_id(m.from))));
         for m in messages {
             match driver.step(m.group, m.message) {
                 Ok(()) | Err(DriverError::UnknownGroup(_)) => {}
@@ -525,6 +540,7 @@ impl Cluster {
         let lag = Duration::from_millis(self.config.replica_lag_time_max_ms);
         let now = Instant::now();
         let replicas = read(&self.replicas);
+        let heard = std::mem::take(&mut *lock(&self.heard));
         let mut caught_up = lock(&self.caught_up);
         for (&group, p) in replicas.iter() {
             let Some(r) = p.replica() else { continue };
@@ -532,7 +548,7 @@ impl Cluster {
                 continue;
             };
             for (node, m) in matched {
-                if m >= last {
+                if m >= last && heard.contains(&(group, broker_id(node))) {
                     caught_up.insert((group, broker_id(node)), now);
                 }
             }
@@ -745,6 +761,9 @@ impl Cluster {
     /// The broker coordinating group (or transactional id) `key`: the leader of its
     /// `__consumer_offsets` partition, the topic being created on first use (blocking).
     pub fn coordinator(&self, broker: &Broker, key: &str) -> Result<BrokerView, ResponseError> {
+        if !self.caught_up() {
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
         let topic = crate::offset_store::offsets_topic(broker)?;
         let index = crate::offset_store::partition_for(key, topic.partitions);
         let leader = self
@@ -834,7 +853,7 @@ impl Cluster {
                 .with_log(|log| partition.producer_states().reload(log, now));
             role.producers_stale = false;
         }
-        let header_list: Vec<_> = batches.iter().map(|(_, h)| h.clone()).collect();
+        let header_list: Vec<_> = batches.iter().map(|(_, h)| *h).collect();
         let first_offset = role.next_offset;
         if let Some(dup) = partition
             .producer_states()
@@ -911,6 +930,7 @@ impl Cluster {
                 .broker(self.me)
                 .is_some_and(|b| b.incarnation >= self.incarnation);
             if registered {
+                self.registered.store(true, std::sync::atomic::Ordering::Release);
                 tracing::info!(
                     broker = self.me,
                     incarnation = self.incarnation,

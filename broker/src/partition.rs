@@ -44,7 +44,7 @@ pub struct Partition {
 
 #[derive(Debug)]
 enum Backend {
-    Local(SharedLog),
+    Local(Box<SharedLog>),
     Replicated(Replica),
 }
 
@@ -104,7 +104,7 @@ impl Partition {
             topic: topic.to_string(),
             topic_id,
             index,
-            backend: Backend::Local(SharedLog::new(log)),
+            backend: Backend::Local(Box::new(SharedLog::new(log))),
             high_watermark,
             producers,
         }))

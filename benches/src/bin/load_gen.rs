@@ -14,7 +14,14 @@
 //! cargo build --release -p skiff-broker && cargo build --release -p skiff-benches --bin load_gen
 //! target/release/load_gen                       # 1 M x 100 B, 1 and 12 partitions
 //! target/release/load_gen --brokers 127.0.0.1:9092 --messages 200000 --partitions 4
+//! target/release/load_gen --cluster 3           # also a 3-broker cluster, RF 3, min.insync.replicas=2
 //! ```
+//!
+//! `--cluster N` runs the same phases against N brokers started with `deploy/local-cluster.sh`
+//! (topics with replication factor N, `min.insync.replicas=2`), prints the ratio to the single
+//! node of the same run, and then measures failover: a producer sends one acks=all message every
+//! `FAILOVER_SEND_EVERY` to a 1-partition topic, the partition leader is killed with SIGKILL, and
+//! the time from the kill to the first acknowledged message sent after it is printed.
 //!
 //! Payload layout (`--size` bytes): the message's sequence number as a little-endian u64, then
 //! filler. MB/s counts payload bytes only (10^6 bytes per MB). Latency is measured under full load
@@ -71,6 +78,10 @@ const CONSUMER_FETCH_QUEUE_BACKOFF_MS: &str = "10";
 /// librdkafka consumer `queued.min.messages` here (default 100000): prefetch more per partition,
 /// still bounded by `queued.max.messages.kbytes` (64 MiB).
 const CONSUMER_QUEUED_MIN_MESSAGES: &str = "1000000";
+/// `--cluster`: how often the failover producer sends.
+const FAILOVER_SEND_EVERY: Duration = Duration::from_millis(5);
+/// `--cluster`: how long the failover producer runs before the leader is killed.
+const FAILOVER_WARMUP: Duration = Duration::from_secs(2);
 /// Client-reported errors printed before the rest are only counted.
 const MAX_PRINTED_CLIENT_ERRORS: u64 = 5;
 
@@ -135,6 +146,10 @@ struct Args {
     /// Extra librdkafka consumer settings, `name=value`, repeatable (e.g. `fetch.queue.backoff.ms=10`).
     #[arg(long = "consumer-config", value_name = "NAME=VALUE")]
     consumer_config: Vec<String>,
+    /// Also run the phases against a cluster of this many brokers (deploy/local-cluster.sh,
+    /// replication factor = brokers, min.insync.replicas=2) and measure failover; 0: no cluster.
+    #[arg(long, default_value_t = 0)]
+    cluster: usize,
     /// Upper bound on each phase, in seconds (also librdkafka's `message.timeout.ms`).
     #[arg(long, default_value_t = 300)]
     timeout_secs: u64,
@@ -198,10 +213,16 @@ fn main() -> anyhow::Result<()> {
             }),
         ));
     }
+    let cluster_name = format!("skiff-{}node-rf{}", args.cluster, args.cluster);
+    if args.cluster > 0 {
+        targets.push((cluster_name.clone(), None));
+    }
 
     let mut rows = Vec::new();
     let mut failures = Vec::new();
+    let mut failover = None;
     for (name, spec) in &targets {
+        let is_cluster = args.cluster > 0 && *name == cluster_name;
         let server = match spec {
             Some(spec) => Some(Server::start(
                 spec,
@@ -211,11 +232,25 @@ fn main() -> anyhow::Result<()> {
             )?),
             None => None,
         };
-        let brokers = match (&server, &args.brokers) {
-            (Some(s), _) => s.addr.to_string(),
-            (None, Some(b)) => b.clone(),
-            (None, None) => bail!("no broker to run against"),
+        let cluster = if is_cluster {
+            Some(LocalCluster::start(&args, &run_id)?)
+        } else {
+            None
         };
+        let replication = if is_cluster { args.cluster as i32 } else { 1 };
+        let brokers = match (&server, &cluster, &args.brokers) {
+            (Some(s), _, _) => s.addr.to_string(),
+            (None, Some(c), _) => c.bootstrap.clone(),
+            (None, None, Some(b)) => b.clone(),
+            (None, None, None) => bail!("no broker to run against"),
+        };
+        if let Some(c) = &cluster {
+            eprintln!(
+                "[{name}] started {} brokers on {brokers}, data in {}",
+                args.cluster,
+                c.dir.display()
+            );
+        }
         if let Some(s) = &server {
             eprintln!(
                 "[{name}] started {} on {brokers}, data in {}",
@@ -224,10 +259,10 @@ fn main() -> anyhow::Result<()> {
             );
         }
         let warmup_topic = format!("load-gen-warmup-{run_id}");
-        create_topic(&brokers, &warmup_topic, 1, args.timeout_secs)?;
+        create_topic(&brokers, &warmup_topic, 1, replication, args.timeout_secs)?;
         for &partitions in &args.partitions {
             let topic = format!("load-gen-{partitions}p-{run_id}");
-            create_topic(&brokers, &topic, partitions, args.timeout_secs)?;
+            create_topic(&brokers, &topic, partitions, replication, args.timeout_secs)?;
             let label = format!("{name} p={partitions}");
             let produced = produce(&args, &brokers, &topic, &warmup_topic, &label)?;
             if let Some(problem) = &produced.problem {
@@ -250,6 +285,11 @@ fn main() -> anyhow::Result<()> {
                 result: consumed,
             });
         }
+        if let Some(c) = &cluster {
+            let topic = format!("load-gen-failover-{run_id}");
+            create_topic(&brokers, &topic, 1, replication, args.timeout_secs)?;
+            failover = Some(measure_failover(&args, c, &topic)?);
+        }
         if let Some(s) = server {
             s.stop();
         }
@@ -257,6 +297,14 @@ fn main() -> anyhow::Result<()> {
 
     print_table(&rows, args.size);
     print_ratios(&rows, &targets);
+    if let Some((leader, took)) = failover {
+        println!();
+        println!(
+            "{cluster_name} failover: leader broker {leader} killed (SIGKILL) -> first acks=all write acknowledged \
+             after {} ms (default timeouts: election 1-2 s)",
+            took.as_millis()
+        );
+    }
     println!();
     println!("Reference points from the issue (NOT measured in this run, other hardware):");
     println!("  Tansu 0.6.0 in-memory storage: 2.0-2.7 M msgs/s");
@@ -743,12 +791,18 @@ impl Tally {
 // ---------------------------------------------------------------------------------------------
 // Topic setup
 
-fn create_topic(brokers: &str, topic: &str, partitions: i32, timeout_secs: u64) -> anyhow::Result<()> {
+fn create_topic(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    replication: i32,
+    timeout_secs: u64,
+) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()
         .context("creating the admin client")?;
-    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(timeout_secs.min(60))));
     let results = futures::executor::block_on(admin.create_topics([&new_topic], &options))
         .with_context(|| format!("CreateTopics {topic}"))?;
@@ -768,7 +822,9 @@ fn create_topic(brokers: &str, topic: &str, partitions: i32, timeout_secs: u64) 
             t.name() == topic
                 && t.error().is_none()
                 && t.partitions().len() == partitions as usize
-                && t.partitions().iter().all(|p| p.leader() >= 0)
+                && t.partitions()
+                    .iter()
+                    .all(|p| p.leader() >= 0 && p.isr().len() == replication as usize)
         });
         if ready {
             return Ok(());
@@ -904,6 +960,162 @@ impl Drop for Server {
     }
 }
 
+/// A cluster started with `deploy/local-cluster.sh` in a directory of its own; stopped (and
+/// removed unless `--keep-data`) when dropped.
+#[derive(Debug)]
+struct LocalCluster {
+    script: PathBuf,
+    dir: PathBuf,
+    bin: PathBuf,
+    bootstrap: String,
+    keep_data: bool,
+}
+
+impl LocalCluster {
+    fn start(args: &Args, run_id: &str) -> anyhow::Result<LocalCluster> {
+        let script = PathBuf::from("deploy/local-cluster.sh");
+        if !script.exists() {
+            bail!("{} not found: run load_gen from the repository root", script.display());
+        }
+        let dir = args.tmp_dir.join(format!("load_gen-cluster-{run_id}"));
+        let mut cluster = LocalCluster {
+            script,
+            dir,
+            bin: args.skiff_bin.clone(),
+            bootstrap: String::new(),
+            keep_data: args.keep_data,
+        };
+        let n = args.cluster.to_string();
+        let min_insync = format!("min.insync.replicas={}", args.cluster.min(2));
+        let out = cluster.run(&[
+            "up",
+            &n,
+            "--",
+            "--set",
+            "group.initial.rebalance.delay.ms=0",
+            "--set",
+            &min_insync,
+        ])?;
+        cluster.bootstrap = out.trim().to_string();
+        Ok(cluster)
+    }
+
+    fn run(&self, argv: &[&str]) -> anyhow::Result<String> {
+        let out = Command::new(&self.script)
+            .args(argv)
+            .env("SKIFF_CLUSTER_DIR", &self.dir)
+            .env("SKIFF_BIN", &self.bin)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("running {}", self.script.display()))?;
+        if !out.status.success() {
+            bail!(
+                "{} {argv:?} failed: {}",
+                self.script.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        let purge: &[&str] = if self.keep_data {
+            &["down"]
+        } else {
+            &["down", "--purge"]
+        };
+        if let Err(e) = self.run(purge) {
+            eprintln!("stopping the cluster: {e}");
+        }
+    }
+}
+
+/// Delivery reports of the failover producer: when the first message sent after the kill was
+/// acknowledged.
+#[derive(Debug, Default)]
+struct FailoverReports {
+    killed_at: Mutex<Option<Instant>>,
+    recovered_at: Mutex<Option<Instant>>,
+}
+
+impl ClientContext for FailoverReports {}
+
+impl ProducerContext for FailoverReports {
+    /// When the message was sent.
+    type DeliveryOpaque = Box<Instant>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, sent: Box<Instant>) {
+        let killed = self.killed_at.lock().ok().and_then(|k| *k);
+        if result.is_ok()
+            && killed.is_some_and(|k| *sent >= k)
+            && let Ok(mut r) = self.recovered_at.lock()
+            && r.is_none()
+        {
+            *r = Some(Instant::now());
+        }
+    }
+}
+
+/// Kills the leader of `topic`'s only partition while acks=all messages flow; returns the killed
+/// broker and the time until a message sent after the kill was acknowledged. The broker is
+/// started again afterwards.
+fn measure_failover(args: &Args, cluster: &LocalCluster, topic: &str) -> anyhow::Result<(i32, Duration)> {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &cluster.bootstrap)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "0")
+        .set("message.timeout.ms", (args.timeout_secs * 1000).to_string());
+    let producer: BaseProducer<FailoverReports> = config
+        .create_with_context(FailoverReports::default())
+        .context("creating the failover producer")?;
+    let leader = producer
+        .client()
+        .fetch_metadata(Some(topic), Duration::from_secs(10))?
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .and_then(|t| t.partitions().first().map(|p| p.leader()))
+        .filter(|&l| l > 0)
+        .context("the failover topic has no leader")?;
+    let started = Instant::now();
+    let deadline = started + FAILOVER_WARMUP + Duration::from_secs(args.timeout_secs);
+    let mut seq = 0u64;
+    loop {
+        let now = Instant::now();
+        if now > deadline {
+            bail!(
+                "no acks=all write was acknowledged within {} s of the kill",
+                args.timeout_secs
+            );
+        }
+        let killed = producer.context().killed_at.lock().ok().and_then(|k| *k);
+        if killed.is_none() && now.duration_since(started) >= FAILOVER_WARMUP {
+            eprintln!("[failover] killing broker {leader}, the leader of {topic}");
+            cluster.run(&["kill", &leader.to_string()])?;
+            if let Ok(mut k) = producer.context().killed_at.lock() {
+                *k = Some(Instant::now());
+            }
+        }
+        let recovered = producer.context().recovered_at.lock().ok().and_then(|r| *r);
+        if let (Some(k), Some(r)) = (killed, recovered) {
+            let _ = producer.flush(Duration::from_secs(args.timeout_secs));
+            cluster.run(&["start", &leader.to_string()])?;
+            return Ok((leader, r.duration_since(k)));
+        }
+        let payload = seq.to_le_bytes();
+        let record = BaseRecord::<(), _, _>::with_opaque_to(topic, Box::new(Instant::now())).payload(&payload[..]);
+        if producer.send(record).is_ok() {
+            seq += 1;
+        }
+        producer.poll(FAILOVER_SEND_EVERY);
+    }
+}
+
 fn free_port() -> anyhow::Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     Ok(listener.local_addr()?.port())
@@ -972,23 +1184,28 @@ fn print_table(rows: &[Row], size: usize) {
 }
 
 /// With a peer in the run, skiff's throughput as a multiple of the peer's, per (phase, partitions).
+/// Ratios of the first target to every other (a cluster: the cluster to the first target).
 fn print_ratios(rows: &[Row], targets: &[(String, Option<ServerSpec>)]) {
-    let [(ours, _), (peer, _)] = targets else {
+    let Some(((first, _), others)) = targets.split_first() else {
         return;
     };
-    println!();
-    for r in rows.iter().filter(|r| &r.target == ours) {
-        let other = rows
-            .iter()
-            .find(|o| &o.target == peer && o.phase == r.phase && o.partitions == r.partitions);
-        if let Some(o) = other {
-            let rate = |x: &Row| x.result.messages as f64 / x.result.elapsed.as_secs_f64().max(f64::EPSILON);
-            println!(
-                "{ours}/{peer} {} p={}: {:.2}x msgs/s",
-                r.phase,
-                r.partitions,
-                rate(r) / rate(o).max(f64::EPSILON)
-            );
+    for (other, spec) in others {
+        // A started cluster has no ServerSpec; its ratio reads "replicated / single node".
+        let (num, den) = if spec.is_none() { (other, first) } else { (first, other) };
+        println!();
+        for r in rows.iter().filter(|r| &r.target == num) {
+            let o = rows
+                .iter()
+                .find(|o| &o.target == den && o.phase == r.phase && o.partitions == r.partitions);
+            if let Some(o) = o {
+                let rate = |x: &Row| x.result.messages as f64 / x.result.elapsed.as_secs_f64().max(f64::EPSILON);
+                println!(
+                    "{num}/{den} {} p={}: {:.2}x msgs/s",
+                    r.phase,
+                    r.partitions,
+                    rate(r) / rate(o).max(f64::EPSILON)
+                );
+            }
         }
     }
 }

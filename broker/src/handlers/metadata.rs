@@ -45,6 +45,9 @@ pub fn handle(ctx: &Ctx<'_>, request: MetadataRequest) -> MetadataResponse {
             AUTHORIZED_OPERATIONS_OMITTED
         };
     let auto_create = broker.config.auto_create_topics && (ctx.version < 4 || request.allow_auto_topic_creation);
+    // A broker still catching up with the cluster's metadata may not know a topic yet: that is
+    // retriable (LEADER_NOT_AVAILABLE), not UNKNOWN_TOPIC_OR_PARTITION, which consumers report.
+    let catching_up = broker.cluster().is_some_and(|c| !c.caught_up());
     let topics = match wanted {
         None => broker.topics().iter().map(|t| describe(ctx, t, topic_ops)).collect(),
         Some(requested) => requested
@@ -54,6 +57,7 @@ pub fn handle(ctx: &Ctx<'_>, request: MetadataRequest) -> MetadataResponse {
                     let name = name.0.to_string();
                     match broker.topic(&name) {
                         Some(t) => describe(ctx, &t, topic_ops),
+                        None if catching_up => error_topic(Some(&name), Uuid::nil(), ResponseError::LeaderNotAvailable),
                         None if auto_create => {
                             match broker.create_topic(&name, broker.config.num_partitions, Default::default(), false) {
                                 Ok(t) => describe(ctx, &t, topic_ops),
