@@ -77,9 +77,6 @@ const MAX_MESSAGES_PER_PASS: usize = 8192;
 const METADATA_DIR: &str = "__cluster_metadata-0";
 /// Most metadata-log bytes applied in one read (a pass commits far fewer).
 const METADATA_READ_BYTES: usize = 64 * 1024 * 1024;
-/// The listener name brokers register their client endpoint under.
-const LISTENER_NAME: &str = "PLAINTEXT";
-
 /// The Raft id of a broker: raft-rs reserves 0 for "none", Kafka broker ids start at 0.
 pub fn raft_id(broker: BrokerId) -> NodeId {
     u64::try_from(broker).unwrap_or(0) + 1
@@ -703,12 +700,17 @@ impl Cluster {
         Ok(topic)
     }
 
-    /// Brokers registered in the metadata, by id.
-    pub fn brokers(&self) -> Vec<BrokerView> {
+    /// Brokers registered in the metadata, by id, with their endpoint for `listener` (the
+    /// listener the asking client came in on; a broker without one shows its first).
+    pub fn brokers(&self, listener: &str) -> Vec<BrokerView> {
         read(&self.metadata)
             .brokers()
             .filter_map(|b| {
-                let e = b.endpoints.first()?;
+                let e = b
+                    .endpoints
+                    .iter()
+                    .find(|e| e.name == listener)
+                    .or(b.endpoints.first())?;
                 Some(BrokerView {
                     id: b.id,
                     host: e.host.clone(),
@@ -760,7 +762,7 @@ impl Cluster {
 
     /// The broker coordinating group (or transactional id) `key`: the leader of its
     /// `__consumer_offsets` partition, the topic being created on first use (blocking).
-    pub fn coordinator(&self, broker: &Broker, key: &str) -> Result<BrokerView, ResponseError> {
+    pub fn coordinator(&self, broker: &Broker, key: &str) -> Result<BrokerId, ResponseError> {
         if !self.caught_up() {
             return Err(ResponseError::CoordinatorNotAvailable);
         }
@@ -770,10 +772,10 @@ impl Cluster {
             .partition_view(OFFSETS_TOPIC, index)
             .and_then(|v| v.leader)
             .ok_or(ResponseError::CoordinatorNotAvailable)?;
-        self.brokers()
-            .into_iter()
-            .find(|b| b.id == leader)
-            .ok_or(ResponseError::CoordinatorNotAvailable)
+        if read(&self.metadata).broker(leader).is_none() {
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        Ok(leader)
     }
 
     /// Proposes a produce request's batches on the leader (see `Partition::begin_append`).
@@ -916,11 +918,16 @@ impl Cluster {
         let record: MetadataRecord = Kind::RegisterBroker(RegisterBroker {
             broker_id: self.me,
             rack: self.config.broker_rack.clone(),
-            endpoints: vec![Endpoint {
-                name: LISTENER_NAME.to_string(),
-                host: self.config.advertised_host.clone(),
-                port: u32::from(self.config.advertised_port),
-            }],
+            endpoints: self
+                .config
+                .listeners()
+                .iter()
+                .map(|l| Endpoint {
+                    name: l.name.clone(),
+                    host: l.advertised_host.clone(),
+                    port: u32::from(l.advertised_port),
+                })
+                .collect(),
             incarnation: self.incarnation,
             fenced: false,
         })

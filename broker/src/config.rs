@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use skiff_storage::LogConfig;
 
+use crate::listener::{DEFAULT_LISTENER_NAME, Listener, ListenerError};
+
 /// `num.partitions`: partitions of an auto-created topic, or of a CreateTopics that says -1.
 pub const NUM_PARTITIONS_DEFAULT: i32 = 1;
 /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets`.
@@ -67,10 +69,9 @@ pub struct BrokerConfig {
     pub node_id: i32,
     /// `log.dirs`
     pub data_dir: PathBuf,
-    pub listen: SocketAddr,
-    /// Host and port clients are told to connect to (`advertised.listeners`).
-    pub advertised_host: String,
-    pub advertised_port: u16,
+    /// `listeners` with `advertised.listeners`: never empty (see `set_listeners`); the first
+    /// is the default.
+    listeners: Vec<Listener>,
     pub num_partitions: i32,
     /// `auto.create.topics.enable`
     pub auto_create_topics: bool,
@@ -104,18 +105,36 @@ impl BrokerConfig {
         !self.controller_quorum_voters.is_empty()
     }
 
+    pub fn listeners(&self) -> &[Listener] {
+        &self.listeners
+    }
+
+    pub fn set_listeners(&mut self, listeners: Vec<Listener>) -> Result<(), ListenerError> {
+        if listeners.is_empty() {
+            return Err(ListenerError::Empty);
+        }
+        self.listeners = listeners;
+        Ok(())
+    }
+
+    /// The first listener: where the broker's single-listener answers come from.
+    pub fn default_listener(&self) -> &Listener {
+        &self.listeners[0]
+    }
+
+    /// The listener named `name`, else the default one.
+    pub fn listener(&self, name: &str) -> &Listener {
+        self.listeners
+            .iter()
+            .find(|l| l.name == name)
+            .unwrap_or_else(|| self.default_listener())
+    }
+
     pub fn new(data_dir: PathBuf, listen: SocketAddr) -> Self {
-        let advertised_host = if listen.ip().is_unspecified() {
-            "localhost".to_string()
-        } else {
-            listen.ip().to_string()
-        };
         BrokerConfig {
             node_id: 0,
             data_dir,
-            listen,
-            advertised_host,
-            advertised_port: listen.port(),
+            listeners: vec![Listener::new(DEFAULT_LISTENER_NAME, listen)],
             num_partitions: NUM_PARTITIONS_DEFAULT,
             auto_create_topics: true,
             socket_request_max_bytes: skiff_protocol::SOCKET_REQUEST_MAX_BYTES_DEFAULT,
@@ -293,7 +312,7 @@ mod tests {
     #[test]
     fn set_accepts_kafka_names_and_refuses_the_rest() {
         let mut c = BrokerConfig::new(PathBuf::from("data"), "0.0.0.0:9092".parse().unwrap());
-        assert_eq!(c.advertised_host, "localhost");
+        assert_eq!(c.default_listener().advertised_host, "localhost");
         c.set("num.partitions", "8").unwrap();
         c.set("log.retention.ms", "1000").unwrap();
         c.set("message.max.bytes", "2000").unwrap();

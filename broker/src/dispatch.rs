@@ -62,11 +62,6 @@ pub enum Outcome {
     Close(String),
 }
 
-/// Handles one request to the end.
-pub async fn handle(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr) -> Outcome {
-    start(broker, frame, peer).await
-}
-
 /// Whether a frame is a Produce request: the one kind a connection lets overlap with the requests
 /// before it (see `server.rs`).
 pub fn is_produce(frame: &[u8]) -> bool {
@@ -76,7 +71,12 @@ pub fn is_produce(frame: &[u8]) -> bool {
 /// Starts a request. A Produce request does its appends before this returns, so requests started
 /// in order append in order; the returned future waits for their commit and builds the response.
 /// Every other request does all its work in the returned future.
-pub fn start<'a>(broker: &'a Arc<Broker>, frame: Bytes, peer: SocketAddr) -> BoxFuture<'a, Outcome> {
+pub fn start<'a>(
+    broker: &'a Arc<Broker>,
+    frame: Bytes,
+    peer: SocketAddr,
+    listener: Arc<str>,
+) -> BoxFuture<'a, Outcome> {
     let prefix = match RequestPrefix::peek(&frame) {
         Ok(p) => p,
         Err(e) => return ready(Outcome::Close(e.to_string())),
@@ -116,6 +116,7 @@ pub fn start<'a>(broker: &'a Arc<Broker>, frame: Bytes, peer: SocketAddr) -> Box
         version,
         client_id: request.client_id().to_string(),
         peer,
+        listener,
     };
     let correlation_id = prefix.correlation_id;
     match request.body {

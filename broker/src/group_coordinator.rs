@@ -384,7 +384,7 @@ impl GroupCoordinator {
         let coordinator = tokio::task::spawn_blocking(move || c.coordinator(&b, &key))
             .await
             .map_err(|_| ResponseError::CoordinatorNotAvailable)??;
-        if coordinator.id == cluster.me() {
+        if coordinator == cluster.me() {
             Ok(())
         } else {
             Err(ResponseError::NotCoordinator)

@@ -10,6 +10,7 @@ pub mod error;
 pub mod group;
 pub mod group_coordinator;
 pub mod handlers;
+pub mod listener;
 pub mod offset_store;
 pub mod partition;
 pub mod producer_ids;

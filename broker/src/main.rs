@@ -10,6 +10,7 @@ use clap::Parser;
 use skiff_broker::broker::Broker;
 use skiff_broker::clock::now_ms;
 use skiff_broker::config::BrokerConfig;
+use skiff_broker::listener::{self, DEFAULT_LISTENER_NAME, Listener};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
@@ -31,6 +32,15 @@ struct Args {
     /// listen address, with localhost for 0.0.0.0.
     #[arg(long, env = "SKIFF_ADVERTISED")]
     advertised: Option<String>,
+    /// Named listeners instead of --listen (Kafka's listeners), e.g.
+    /// INTERNAL://0.0.0.0:9092,EXTERNAL://0.0.0.0:19092; each client is answered with the
+    /// brokers' addresses on the listener it connected to.
+    #[arg(long, env = "SKIFF_LISTENERS", conflicts_with_all = ["listen", "advertised"])]
+    listeners: Option<String>,
+    /// What clients of each named listener are told (Kafka's advertised.listeners), e.g.
+    /// INTERNAL://skiff-1:9092,EXTERNAL://localhost:19092.
+    #[arg(long, env = "SKIFF_ADVERTISED_LISTENERS", requires = "listeners")]
+    advertised_listeners: Option<String>,
     /// This broker's id (Kafka's node.id).
     #[arg(long, env = "SKIFF_NODE_ID", default_value_t = 0)]
     node_id: i32,
@@ -42,9 +52,26 @@ struct Args {
     /// port of this broker's entry in --voters.
     #[arg(long, env = "SKIFF_PEER_LISTEN")]
     peer_listen: Option<SocketAddr>,
-    /// Any broker config by its Kafka name, e.g. --set num.partitions=8 --set log.retention.ms=3600000
+    /// Any broker config by its Kafka name, e.g. --set num.partitions=8 --set log.retention.ms=3600000.
+    /// Environment variables SKIFF_CONFIG_<NAME> do the same (SKIFF_CONFIG_MIN_INSYNC_REPLICAS=2
+    /// sets min.insync.replicas); --set wins over them.
     #[arg(long = "set", value_name = "NAME=VALUE")]
     settings: Vec<String>,
+}
+
+/// Prefix of environment variables that set a broker config (see `Args::settings`).
+const CONFIG_ENV_PREFIX: &str = "SKIFF_CONFIG_";
+
+/// Broker configs from `SKIFF_CONFIG_*` variables: the rest of the name lower-cased, `_` as `.`.
+fn env_settings(vars: impl Iterator<Item = (String, String)>) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = vars
+        .filter_map(|(k, v)| {
+            let name = k.strip_prefix(CONFIG_ENV_PREFIX)?;
+            Some((name.to_ascii_lowercase().replace('_', "."), v))
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 fn config_from(args: &Args) -> anyhow::Result<BrokerConfig> {
@@ -52,10 +79,24 @@ fn config_from(args: &Args) -> anyhow::Result<BrokerConfig> {
     config
         .set("node.id", &args.node_id.to_string())
         .map_err(|e| anyhow::anyhow!("--node-id: {e}"))?;
-    if let Some(adv) = &args.advertised {
+    if let Some(listeners) = &args.listeners {
+        let parsed = listener::parse(listeners, args.advertised_listeners.as_deref())
+            .context("--listeners/--advertised-listeners")?;
+        config.set_listeners(parsed)?;
+    } else if let Some(adv) = &args.advertised {
         let (host, port) = adv.rsplit_once(':').context("--advertised must be host:port")?;
-        config.advertised_host = host.to_string();
-        config.advertised_port = port.parse().context("--advertised port is not a number")?;
+        let mut only = Listener::new(DEFAULT_LISTENER_NAME, args.listen);
+        only.advertised_host = host.to_string();
+        only.advertised_port = port.parse().context("--advertised port is not a number")?;
+        config.set_listeners(vec![only])?;
+    }
+    for (name, value) in env_settings(std::env::vars()) {
+        config.set(&name, value.trim()).map_err(|e| {
+            anyhow::anyhow!(
+                "{CONFIG_ENV_PREFIX}{}: {e}",
+                name.to_ascii_uppercase().replace('.', "_")
+            )
+        })?;
     }
     if let Some(voters) = &args.voters {
         config
@@ -78,10 +119,11 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, not in log files and container logs.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
     let config = config_from(&args)?;
-    let listen = config.listen;
     let broker = tokio::task::spawn_blocking(move || Broker::open(config)).await??;
     if broker.config.is_cluster() {
         let me = broker.config.node_id;
@@ -100,18 +142,27 @@ async fn main() -> anyhow::Result<()> {
             .context("cannot join the cluster")?;
         tracing::info!(%peer_listen, node_id = me, "replication listener up");
     }
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    tracing::info!(
-        %listen,
-        advertised = %format!("{}:{}", broker.config.advertised_host, broker.config.advertised_port),
-        cluster_id = %broker.cluster_id,
-        "skiff is ready"
-    );
-
     let (stop, stopped) = watch::channel(false);
-    let server = tokio::spawn(skiff_broker::server::serve(broker.clone(), listener, stopped.clone()));
+    let mut servers = Vec::new();
+    for l in broker.config.listeners() {
+        let socket = TcpListener::bind(l.bind)
+            .await
+            .with_context(|| format!("cannot listen on {} ({})", l.bind, l.name))?;
+        tracing::info!(
+            listener = %l.name,
+            listen = %l.bind,
+            advertised = %format!("{}:{}", l.advertised_host, l.advertised_port),
+            cluster_id = %broker.cluster_id,
+            "skiff is ready"
+        );
+        let name: std::sync::Arc<str> = l.name.as_str().into();
+        servers.push(tokio::spawn(skiff_broker::server::serve(
+            broker.clone(),
+            socket,
+            name,
+            stopped.clone(),
+        )));
+    }
     tokio::spawn(retention_loop(broker.clone(), stopped));
 
     let mut term = signal(SignalKind::terminate())?;
@@ -121,7 +172,9 @@ async fn main() -> anyhow::Result<()> {
     }
     tracing::info!("shutting down");
     let _ = stop.send(true);
-    let _ = server.await;
+    for server in servers {
+        let _ = server.await;
+    }
     tokio::task::spawn_blocking(move || broker.shutdown()).await?;
     tracing::info!("logs closed cleanly");
     Ok(())
@@ -137,5 +190,28 @@ async fn retention_loop(broker: std::sync::Arc<Broker>, mut stopped: watch::Rece
         }
         let b = broker.clone();
         let _ = tokio::task::spawn_blocking(move || b.enforce_retention(now_ms())).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_variables_become_kafka_names() {
+        let vars = [
+            ("SKIFF_CONFIG_MIN_INSYNC_REPLICAS", "2"),
+            ("PATH", "/usr/local/bin"),
+            ("SKIFF_DATA_DIR", "/var/lib/skiff"),
+            ("SKIFF_CONFIG_LOG_RETENTION_MS", "1000"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        assert_eq!(
+            env_settings(vars.into_iter()),
+            vec![
+                ("log.retention.ms".to_string(), "1000".to_string()),
+                ("min.insync.replicas".to_string(), "2".to_string()),
+            ]
+        );
     }
 }

@@ -25,14 +25,15 @@ const MAX_IN_FLIGHT: usize = 5;
 /// Initial read buffer of a connection; it grows to the largest frame seen.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 
-pub async fn serve(broker: Arc<Broker>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+/// Accepts clients on one listener; `name` is its listener name (see `listener.rs`).
+pub async fn serve(broker: Arc<Broker>, listener: TcpListener, name: Arc<str>, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let broker = Arc::clone(&broker);
                     let span = tracing::debug_span!("connection", %peer);
-                    tokio::spawn(connection(broker, stream, peer).instrument(span));
+                    tokio::spawn(connection(broker, stream, peer, Arc::clone(&name)).instrument(span));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -44,7 +45,7 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener, mut shutdown: wat
     }
 }
 
-async fn connection(broker: Arc<Broker>, mut stream: TcpStream, peer: SocketAddr) {
+async fn connection(broker: Arc<Broker>, mut stream: TcpStream, peer: SocketAddr, listener: Arc<str>) {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "set_nodelay failed");
     }
@@ -72,7 +73,7 @@ async fn connection(broker: Arc<Broker>, mut stream: TcpStream, peer: SocketAddr
             let may_start = in_flight.is_empty() || (produce && only_produce && in_flight.len() < MAX_IN_FLIGHT);
             if may_start {
                 only_produce = produce && (in_flight.is_empty() || only_produce);
-                in_flight.push_back(dispatch::start(&broker, frame, peer));
+                in_flight.push_back(dispatch::start(&broker, frame, peer, Arc::clone(&listener)));
                 continue;
             }
             waiting = Some(frame);

@@ -88,6 +88,7 @@ pub(crate) mod tests {
             version,
             client_id: "test".into(),
             peer: "127.0.0.1:1".parse().expect("a literal address"),
+            listener: crate::listener::DEFAULT_LISTENER_NAME.into(),
         }
     }
 

@@ -43,7 +43,7 @@ pub fn handle(ctx: &Ctx<'_>, request: DescribeClusterRequest) -> DescribeCluster
     let (brokers, controller) = match ctx.broker.cluster() {
         Some(cluster) => (
             cluster
-                .brokers()
+                .brokers(&ctx.listener)
                 .into_iter()
                 .map(|b| {
                     DescribeClusterBroker::default()
@@ -59,8 +59,8 @@ pub fn handle(ctx: &Ctx<'_>, request: DescribeClusterRequest) -> DescribeCluster
             vec![
                 DescribeClusterBroker::default()
                     .with_broker_id(BrokerId(config.node_id))
-                    .with_host(str_bytes(&config.advertised_host))
-                    .with_port(i32::from(config.advertised_port))
+                    .with_host(str_bytes(&config.listener(&ctx.listener).advertised_host))
+                    .with_port(i32::from(config.listener(&ctx.listener).advertised_port))
                     .with_rack(None),
             ],
             config.node_id,

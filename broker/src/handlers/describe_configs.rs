@@ -75,7 +75,7 @@ impl Described {
 
 /// The broker config with nothing set: where DEFAULT_CONFIG values come from.
 pub fn pristine(broker: &BrokerConfig) -> BrokerConfig {
-    BrokerConfig::new(broker.data_dir.clone(), broker.listen)
+    BrokerConfig::new(broker.data_dir.clone(), broker.default_listener().bind)
 }
 
 /// A topic config as a topic with `overrides` sees it on this broker: the override, else the

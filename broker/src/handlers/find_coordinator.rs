@@ -35,12 +35,22 @@ pub fn handle(ctx: &Ctx<'_>, request: FindCoordinatorRequest) -> FindCoordinator
             return Err(e.clone());
         }
         match ctx.broker.cluster() {
-            None => Ok((
-                BrokerId(config.node_id),
-                str_bytes(&config.advertised_host),
-                i32::from(config.advertised_port),
-            )),
+            None => {
+                let listener = config.listener(&ctx.listener);
+                Ok((
+                    BrokerId(config.node_id),
+                    str_bytes(&listener.advertised_host),
+                    i32::from(listener.advertised_port),
+                ))
+            }
             Some(cluster) => tokio::task::block_in_place(|| cluster.coordinator(ctx.broker, key))
+                .and_then(|id| {
+                    cluster
+                        .brokers(&ctx.listener)
+                        .into_iter()
+                        .find(|b| b.id == id)
+                        .ok_or(ResponseError::CoordinatorNotAvailable)
+                })
                 .map(|b| (BrokerId(b.id), str_bytes(&b.host), b.port))
                 .map_err(|e| (e, format!("no coordinator for {key:?} is available yet"))),
         }

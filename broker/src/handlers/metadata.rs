@@ -81,7 +81,7 @@ pub fn handle(ctx: &Ctx<'_>, request: MetadataRequest) -> MetadataResponse {
     let (brokers, controller) = match broker.cluster() {
         Some(cluster) => (
             cluster
-                .brokers()
+                .brokers(&ctx.listener)
                 .into_iter()
                 .map(|b| {
                     MetadataResponseBroker::default()
@@ -97,8 +97,8 @@ pub fn handle(ctx: &Ctx<'_>, request: MetadataRequest) -> MetadataResponse {
             vec![
                 MetadataResponseBroker::default()
                     .with_node_id(me)
-                    .with_host(str_bytes(&broker.config.advertised_host))
-                    .with_port(i32::from(broker.config.advertised_port)),
+                    .with_host(str_bytes(&broker.config.listener(&ctx.listener).advertised_host))
+                    .with_port(i32::from(broker.config.listener(&ctx.listener).advertised_port)),
             ],
             me,
         ),
@@ -158,7 +158,7 @@ fn describe_replicated(
             .with_leader_id(BrokerId(-1));
     };
     let ids = |v: &[i32]| v.iter().copied().map(BrokerId).collect::<Vec<_>>();
-    let registered: Vec<i32> = cluster.brokers().iter().map(|b| b.id).collect();
+    let registered: Vec<i32> = cluster.brokers(&ctx.listener).iter().map(|b| b.id).collect();
     let offline: Vec<i32> = view
         .replicas
         .iter()

@@ -45,6 +45,9 @@ pub struct Ctx<'a> {
     pub client_id: String,
     /// The client's address, shown as a group member's host like Kafka's `/1.2.3.4`.
     pub peer: std::net::SocketAddr,
+    /// The name of the listener the request came in on: Metadata and FindCoordinator answer
+    /// with the brokers' addresses on that listener.
+    pub listener: std::sync::Arc<str>,
 }
 
 pub fn topic_name(name: &str) -> TopicName {
