@@ -47,5 +47,5 @@ cargo nextest run --workspace --locked --no-fail-fast
 step "e2e: cargo build -p skiff-broker"
 cargo build -q -p skiff-broker --locked
 step "e2e: pytest tests/e2e"
-.venv/bin/python -m pytest -q tests/e2e
+.venv/bin/python -m pytest -q -rs tests/e2e
 # --- end e2e ---
