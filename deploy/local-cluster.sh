@@ -6,6 +6,8 @@
 #   deploy/local-cluster.sh kill NODE            SIGKILL one broker (a crash)
 #   deploy/local-cluster.sh stop NODE            SIGTERM one broker and wait for it
 #   deploy/local-cluster.sh start NODE           start one broker again (same data, same settings)
+#   deploy/local-cluster.sh pause NODE           SIGSTOP one broker (a hung process: alive, silent)
+#   deploy/local-cluster.sh resume NODE          SIGCONT a paused broker
 #   deploy/local-cluster.sh status               one line per broker
 #
 # Broker i (node.id i) serves Kafka clients on localhost:<i>9092 (19092, 29092, …) and replicates on
@@ -71,6 +73,8 @@ stop_node() {
   pid=$(pid_of "$node")
   if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
     kill "-$signal" "$pid"
+    # A paused broker handles SIGTERM only once it runs again.
+    kill -CONT "$pid" 2>/dev/null || true
     # A clean shutdown flushes every log; give it time, then insist.
     for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
@@ -126,6 +130,11 @@ case "$cmd" in
   kill) check_node "${1:-}"; stop_node "$1" KILL ;;
   stop) check_node "${1:-}"; stop_node "$1" TERM ;;
   start) check_node "${1:-}"; start_node "$1" ;;
+  pause | resume)
+    check_node "${1:-}"
+    alive "$1" || die "broker $1 is not running"
+    if [ "$cmd" = pause ]; then kill -STOP "$(pid_of "$1")"; else kill -CONT "$(pid_of "$1")"; fi
+    ;;
   status)
     [ -f "$DIR/cluster.conf" ] || die "no cluster in $DIR"
     for node in $(nodes); do
@@ -133,5 +142,5 @@ case "$cmd" in
       echo "broker $node  localhost:$(kafka_port "$node")  $state"
     done
     ;;
-  *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

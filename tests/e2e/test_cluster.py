@@ -141,35 +141,10 @@ def test_leader_kill_loses_no_acknowledged_record(cluster):
     create_replicated(client, topic, partitions)
     victim = leaders(client, topic)[0]
 
-    prod = producer(BOOTSTRAP, **{"enable.idempotence": True, "message.timeout.ms": 120000, "linger.ms": 5})
-    reports = []
-
-    def on_delivery(err, msg):
-        reports.append((err, msg.partition(), msg.offset(), msg.value()))
-
-    total, kill_at, restart_at = 30000, 8000, 20000
-    failover_started = None
-    for n in range(total):
-        if n == kill_at:
-            cluster.kill(victim)
-            failover_started = time.monotonic()
-        if n == restart_at:
-            cluster.start(victim)
-        value = f"event-{n}".encode()
-        while True:
-            try:
-                prod.produce(topic, key=f"user-{n % 97}".encode(), value=value, on_delivery=on_delivery)
-                break
-            except BufferError:
-                prod.poll(0.05)
-        prod.poll(0)
-    assert prod.flush(120) == 0, "the producer could not deliver everything"
-    assert failover_started is not None
-    errors = [r for r in reports if r[0] is not None]
-    assert not errors, f"{len(errors)} delivery errors, first: {errors[:3]}\n{cluster.log_tails()}"
-    assert len(reports) == total
-    acked = {(p, off): v for _, p, off, v in reports}
-    assert len(acked) == total, "two records were acknowledged at the same offset"
+    total = 30000
+    acked = produce_through(cluster, topic, total, {8000: lambda: cluster.kill(victim),
+                                                    20000: lambda: cluster.start(victim)})
+    assert len(acked) == total
 
     # The restarted broker catches up and is back in every partition's ISR.
     wait_until(lambda: all(len(p.isrs) == 3 for p in
@@ -184,6 +159,56 @@ def test_leader_kill_loses_no_acknowledged_record(cluster):
     second_read = check_partitions(client, topic, partitions, acked, dead=moved)
     assert second_read == first_read, "two replicas disagree on what the offsets hold"
     cluster.start(moved)
+
+
+def produce_through(cluster, topic: str, total: int, faults: dict) -> dict:
+    """Streams `total` keyed events with an idempotent acks=all producer, running `faults[n]()` before event n; asserts
+    every event was acknowledged, each at its own offset. Returns {(partition, offset): value}."""
+    prod = producer(BOOTSTRAP, **{"enable.idempotence": True, "message.timeout.ms": 120000, "linger.ms": 5})
+    reports = []
+
+    def on_delivery(err, msg):
+        reports.append((err, msg.partition(), msg.offset(), msg.value()))
+
+    for n in range(total):
+        if n in faults:
+            faults[n]()
+        value = f"event-{n}".encode()
+        while True:
+            try:
+                prod.produce(topic, key=f"user-{n % 97}".encode(), value=value, on_delivery=on_delivery)
+                break
+            except BufferError:
+                prod.poll(0.05)
+        prod.poll(0)
+    assert prod.flush(120) == 0, "the producer could not deliver everything"
+    errors = [r for r in reports if r[0] is not None]
+    assert not errors, f"{len(errors)} delivery errors, first: {errors[:3]}\n{cluster.log_tails()}"
+    assert len(reports) == total
+    acked = {(p, off): v for _, p, off, v in reports}
+    assert len(acked) == total, "two records were acknowledged at the same offset"
+    return acked
+
+
+def test_paused_leader_is_replaced_and_rejoins_as_follower(cluster):
+    """SIGSTOP the leader of a partition (a hung broker: connections stay open, nothing answers) while acks=all events
+    stream: the others elect a new leader and writes go on; after SIGCONT the old leader learns the new term, drops
+    whatever it had not committed, catches up and rejoins the ISR; every replica serves the same records."""
+    client = admin(BOOTSTRAP)
+    topic = unique("cl-pause")
+    create_replicated(client, topic, 1)
+    victim = leaders(client, topic)[0]
+    acked = produce_through(cluster, topic, 12000, {3000: lambda: cluster.run("pause", str(victim)),
+                                                     9000: lambda: cluster.run("resume", str(victim))})
+    wait_until(lambda: len(client.list_topics(topic=topic, timeout=5).topics[topic].partitions[0].isrs) == 3, 30,
+               "the resumed broker back in the ISR")
+    first = check_partitions(client, topic, 1, acked, dead=None)
+    moved = leaders(client, topic)[0]
+    cluster.kill(moved)
+    try:
+        assert check_partitions(client, topic, 1, acked, dead=moved) == first, "replicas disagree"
+    finally:
+        cluster.start(moved)
 
 
 def check_partitions(client, topic: str, partitions: int, acked: dict, dead) -> dict:
