@@ -56,6 +56,10 @@ start_node() {
   # shellcheck source=/dev/null
   . "$DIR/cluster.conf"
   alive "$node" && die "broker $node is already running (pid $(pid_of "$node"))"
+  # Another process on the port would answer wait_ready for a broker that failed to start.
+  if (exec 3<>"/dev/tcp/127.0.0.1/$(kafka_port "$node")") 2>/dev/null; then
+    die "port $(kafka_port "$node") is already in use (another cluster running?)"
+  fi
   mkdir -p "$DIR/node-$node"
   local bin
   bin=$(binary)

@@ -24,6 +24,8 @@
 //!   `replica.lag.time.max.ms`. Leaders report both to the metadata log (`PartitionLeader`), so
 //!   brokers that host no replica of a partition still answer Metadata truthfully.
 
+mod preferred_leader;
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -77,6 +79,9 @@ const MAX_MESSAGES_PER_PASS: usize = 8192;
 const METADATA_DIR: &str = "__cluster_metadata-0";
 /// Most metadata-log bytes applied in one read (a pass commits far fewer).
 const METADATA_READ_BYTES: usize = 64 * 1024 * 1024;
+/// Exit status of a broker whose Raft loop panicked (EX_SOFTWARE).
+const RAFT_LOOP_PANIC_EXIT_CODE: i32 = 70;
+
 /// The Raft id of a broker: raft-rs reserves 0 for "none", Kafka broker ids start at 0.
 pub fn raft_id(broker: BrokerId) -> NodeId {
     u64::try_from(broker).unwrap_or(0) + 1
@@ -152,6 +157,8 @@ pub struct Cluster {
     /// with everything committed before it started (KRaft's "unfenced" broker). Until then a
     /// restarted broker's metadata may lack recent topics, so it must not call them unknown.
     registered: std::sync::atomic::AtomicBool,
+    /// When leaders last looked for partitions to hand back (`preferred_leader.rs`).
+    last_rebalance: Mutex<Instant>,
     /// Wakes the loop after a proposal.
     wake: Notify,
 }
@@ -218,6 +225,7 @@ impl Cluster {
             caught_up: Mutex::new(HashMap::new()),
             heard: Mutex::new(std::collections::HashSet::new()),
             registered: std::sync::atomic::AtomicBool::new(false),
+            last_rebalance: Mutex::new(Instant::now()),
             wake: Notify::new(),
         });
         broker.set_cluster(Arc::clone(&cluster));
@@ -226,7 +234,17 @@ impl Cluster {
             cluster.reconcile(&mut driver, broker);
         });
         tokio::spawn(Arc::clone(&cluster).resolve_peers());
-        tokio::spawn(Arc::clone(&cluster).run(Arc::clone(broker), incoming));
+        let raft_loop = tokio::spawn(Arc::clone(&cluster).run(Arc::clone(broker), incoming));
+        tokio::spawn(async move {
+            // A broker whose Raft loop died would keep its client port open and answer from
+            // frozen state: exiting lets clients and peers fail over, and a supervisor restart it.
+            if let Err(e) = raft_loop.await
+                && e.is_panic()
+            {
+                tracing::error!("the Raft loop panicked; exiting");
+                std::process::exit(RAFT_LOOP_PANIC_EXIT_CODE);
+            }
+        });
         tokio::spawn(Arc::clone(&cluster).register());
         tokio::spawn(Arc::clone(&cluster).report_leadership());
         Ok(cluster)
@@ -323,8 +341,12 @@ impl Cluster {
         }
         let out = driver.process_ready(now_ms());
         let mut metadata_changed = false;
+        let mut elections = Vec::new();
         for c in out.committed.iter().filter(|c| c.group == CONTROLLER_GROUP) {
-            metadata_changed |= self.apply_metadata(c.offsets.clone());
+            if let Some(records) = self.apply_metadata(c.offsets.clone()) {
+                metadata_changed = true;
+                elections.extend(self.elections_in(&records));
+            }
         }
         if metadata_changed {
             self.reconcile(&mut driver, broker);
@@ -332,6 +354,12 @@ impl Cluster {
         }
         for change in &out.leader_changes {
             self.on_leader_change(&driver, broker, change);
+        }
+        for group in elections {
+            self.hand_to_preferred(&mut driver, group);
+        }
+        if tick {
+            self.rebalance_leaders(&mut driver);
         }
         for (group, e) in &out.failed {
             if let Some(p) = read(&self.replicas).get(group)
@@ -398,27 +426,31 @@ impl Cluster {
     }
 
     /// Applies committed metadata-log batches in `offsets` (those not applied yet); returns
-    /// whether anything was applied.
-    fn apply_metadata(&self, offsets: Range<u64>) -> bool {
+    /// the records applied, or `None` when there was nothing to apply.
+    fn apply_metadata(&self, offsets: Range<u64>) -> Option<Vec<MetadataRecord>> {
         let mut applied = lock(&self.applied);
         if offsets.end <= *applied {
-            return false;
+            return None;
         }
         let bytes = match self.controller.read(*applied, METADATA_READ_BYTES, offsets.end) {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the metadata log");
-                return false;
+                return None;
             }
         };
-        match decode_batches(&bytes) {
+        let records = match decode_batches(&bytes) {
             Ok(records) => {
                 write(&self.metadata).apply_all(&records);
+                records
             }
-            Err(e) => tracing::error!(error = %e, "undecodable metadata batch skipped"),
-        }
+            Err(e) => {
+                tracing::error!(error = %e, "undecodable metadata batch skipped");
+                Vec::new()
+            }
+        };
         *applied = offsets.end;
-        true
+        Some(records)
     }
 
     /// Makes the hosted replicas and the broker's topic registry match the applied metadata:
@@ -729,6 +761,14 @@ impl Cluster {
     /// The broker leading the controller group, as this broker knows it.
     pub fn controller(&self) -> Option<BrokerId> {
         lock(&self.driver).leader(CONTROLLER_GROUP).map(broker_id)
+    }
+
+    /// The controller id Metadata and DescribeCluster report. Every broker takes admin requests
+    /// and forwards them to the controller group, so while no controller leader is known this
+    /// broker names itself: clients (librdkafka) park admin requests on a controller id of -1
+    /// until their next metadata refresh, minutes later.
+    pub fn controller_for_clients(&self) -> BrokerId {
+        self.controller().unwrap_or(self.me)
     }
 
     /// Leader, epoch, replicas and ISR of a partition: this broker's own view when it hosts a

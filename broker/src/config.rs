@@ -30,6 +30,13 @@ pub const OFFSETS_TOPIC_REPLICATION_FACTOR_DEFAULT: i16 = 3;
 /// `replica.lag.time.max.ms`: a follower that has not caught up with the leader's log end for
 /// this long leaves the ISR.
 pub const REPLICA_LAG_TIME_MAX_MS_DEFAULT: u64 = 30_000;
+/// `auto.leader.rebalance.enable`: leaders hand partitions back to their preferred replica.
+pub const AUTO_LEADER_REBALANCE_ENABLE_DEFAULT: bool = true;
+/// `leader.imbalance.check.interval.seconds`: how often leaders look for imbalance.
+pub const LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS_DEFAULT: u64 = 300;
+/// `leader.imbalance.per.broker.percentage`: the share of a broker's preferred partitions that
+/// others may lead before they are handed back.
+pub const LEADER_IMBALANCE_PER_BROKER_PERCENTAGE_DEFAULT: u32 = 10;
 
 /// One entry of `controller.quorum.voters` (`id@host:port`): a broker of the controller quorum
 /// and the address its Raft transport listens on.
@@ -90,6 +97,9 @@ pub struct BrokerConfig {
     pub default_replication_factor: i16,
     pub offsets_topic_replication_factor: i16,
     pub replica_lag_time_max_ms: u64,
+    pub auto_leader_rebalance_enable: bool,
+    pub leader_imbalance_check_interval_seconds: u64,
+    pub leader_imbalance_per_broker_percentage: u32,
     /// `min.insync.replicas`: the default of the topic config of the same name.
     pub min_insync_replicas: i32,
     /// Defaults every topic's log config starts from (`log.retention.ms`, `log.segment.bytes`, …).
@@ -147,6 +157,9 @@ impl BrokerConfig {
             default_replication_factor: DEFAULT_REPLICATION_FACTOR_DEFAULT,
             offsets_topic_replication_factor: OFFSETS_TOPIC_REPLICATION_FACTOR_DEFAULT,
             replica_lag_time_max_ms: REPLICA_LAG_TIME_MAX_MS_DEFAULT,
+            auto_leader_rebalance_enable: AUTO_LEADER_REBALANCE_ENABLE_DEFAULT,
+            leader_imbalance_check_interval_seconds: LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS_DEFAULT,
+            leader_imbalance_per_broker_percentage: LEADER_IMBALANCE_PER_BROKER_PERCENTAGE_DEFAULT,
             min_insync_replicas: 1,
             log_defaults: LogConfig {
                 max_message_bytes: MESSAGE_MAX_BYTES_DEFAULT,
@@ -193,6 +206,19 @@ impl BrokerConfig {
                 }
             }
             "replica.lag.time.max.ms" => self.replica_lag_time_max_ms = parse(name, value)?,
+            "auto.leader.rebalance.enable" => self.auto_leader_rebalance_enable = parse(name, value)?,
+            "leader.imbalance.check.interval.seconds" => {
+                self.leader_imbalance_check_interval_seconds = parse(name, value)?;
+                if self.leader_imbalance_check_interval_seconds < 1 {
+                    return Err("leader.imbalance.check.interval.seconds must be at least 1".into());
+                }
+            }
+            "leader.imbalance.per.broker.percentage" => {
+                self.leader_imbalance_per_broker_percentage = parse(name, value)?;
+                if self.leader_imbalance_per_broker_percentage > 100 {
+                    return Err("leader.imbalance.per.broker.percentage must be at most 100".into());
+                }
+            }
             "min.insync.replicas" => {
                 self.min_insync_replicas = parse(name, value)?;
                 if self.min_insync_replicas < 1 {
@@ -231,6 +257,9 @@ impl BrokerConfig {
             "default.replication.factor" => self.default_replication_factor.to_string(),
             "offsets.topic.replication.factor" => self.offsets_topic_replication_factor.to_string(),
             "replica.lag.time.max.ms" => self.replica_lag_time_max_ms.to_string(),
+            "auto.leader.rebalance.enable" => self.auto_leader_rebalance_enable.to_string(),
+            "leader.imbalance.check.interval.seconds" => self.leader_imbalance_check_interval_seconds.to_string(),
+            "leader.imbalance.per.broker.percentage" => self.leader_imbalance_per_broker_percentage.to_string(),
             "min.insync.replicas" => self.min_insync_replicas.to_string(),
             _ => return self.log_defaults.get(log_config_for_broker_config(name)?),
         })
@@ -248,7 +277,7 @@ impl BrokerConfig {
 }
 
 /// Every name `BrokerConfig::set` accepts, in the order DescribeConfigs lists them.
-pub const BROKER_CONFIG_NAMES: [&str; 25] = [
+pub const BROKER_CONFIG_NAMES: [&str; 28] = [
     "node.id",
     "broker.id",
     "num.partitions",
@@ -263,6 +292,9 @@ pub const BROKER_CONFIG_NAMES: [&str; 25] = [
     "default.replication.factor",
     "offsets.topic.replication.factor",
     "replica.lag.time.max.ms",
+    "auto.leader.rebalance.enable",
+    "leader.imbalance.check.interval.seconds",
+    "leader.imbalance.per.broker.percentage",
     "min.insync.replicas",
     "log.segment.bytes",
     "log.roll.ms",

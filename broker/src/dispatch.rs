@@ -43,6 +43,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::ElectLeaders, 0, 2),
 ];
 
 pub fn supported_range(api: ApiKey) -> Option<(i16, i16)> {
@@ -183,6 +184,7 @@ async fn route(ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> {
         RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(handlers::delete_groups::handle(ctx, r).await),
         RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(handlers::offset_delete::handle(ctx, r).await),
         RequestKind::DescribeLogDirs(r) => ResponseKind::DescribeLogDirs(handlers::describe_log_dirs::handle(ctx, r)),
+        RequestKind::ElectLeaders(r) => ResponseKind::ElectLeaders(handlers::elect_leaders::handle(ctx, r)),
         other => {
             // Unreachable while SUPPORTED and this match agree; a test checks that they do.
             tracing::error!(request = ?std::mem::discriminant(&other), "no handler for a supported API");

@@ -354,6 +354,15 @@ fn build(api: ApiKey, v: i16, env: &mut Env) -> Option<RequestKind> {
                     .with_partitions(vec![0]),
             ])),
         ),
+        ApiKey::ElectLeaders => R::ElectLeaders(
+            kafka_protocol::messages::ElectLeadersRequest::default()
+                .with_timeout_ms(1000)
+                .with_topic_partitions(Some(vec![
+                    kafka_protocol::messages::elect_leaders_request::TopicPartitions::default()
+                        .with_topic(topic(TOPIC))
+                        .with_partitions(vec![0]),
+                ])),
+        ),
         ApiKey::OffsetForLeaderEpoch => {
             R::OffsetForLeaderEpoch(OffsetForLeaderEpochRequest::default().with_topics(vec![
                 offset_for_leader_epoch_request::OffsetForLeaderTopic::default()

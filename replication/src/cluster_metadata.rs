@@ -254,6 +254,21 @@ impl ClusterMetadata {
             }
             Kind::ChangePartitionReplicas(r) => self.change_replicas(r),
             Kind::PartitionLeader(r) => self.set_leader(r),
+            Kind::ElectPreferredLeader(r) => {
+                let id = self.known_topic(&r.topic_id)?;
+                let known = usize::try_from(r.partition_index)
+                    .ok()
+                    .and_then(|i| self.topics.get(&id)?.partitions.get(i))
+                    .is_some();
+                if known {
+                    Ok(())
+                } else {
+                    Err(ApplyError::InvalidAssignment(format!(
+                        "unknown partition {}",
+                        r.partition_index
+                    )))
+                }
+            }
         }
     }
 

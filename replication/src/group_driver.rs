@@ -314,9 +314,12 @@ impl GroupDriver {
     }
 
     /// Delivers a Raft message that arrived for `group`.
-    pub fn step(&mut self, group: GroupId, msg: Message) -> Result<(), DriverError> {
+    pub fn step(&mut self, group: GroupId, mut msg: Message) -> Result<(), DriverError> {
         let r = self.groups.get_mut(&group).ok_or(DriverError::UnknownGroup(group))?;
         self.dirty.insert(group);
+        if let Some(c) = crate::lost_log::correct(&mut r.raw, &mut msg) {
+            tracing::warn!(group = %group, correction = ?c, "a replica lost log entries it had acknowledged");
+        }
         r.raw.step(msg).map_err(|source| DriverError::Raft { group, source })
     }
 

@@ -87,6 +87,7 @@
 pub mod cluster_metadata;
 pub mod group_driver;
 pub mod group_id;
+pub mod lost_log;
 pub mod metadata_records;
 pub mod offset_translator;
 pub mod raft_log;

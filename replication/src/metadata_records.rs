@@ -38,7 +38,7 @@ pub type BrokerId = i32;
 /// One entry of the metadata log; exactly one variant is set.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct MetadataRecord {
-    #[prost(oneof = "metadata_record::Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9")]
+    #[prost(oneof = "metadata_record::Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10")]
     pub kind: Option<metadata_record::Kind>,
 }
 
@@ -64,6 +64,8 @@ pub mod metadata_record {
         ChangePartitionReplicas(super::ChangePartitionReplicas),
         #[prost(message, tag = "9")]
         PartitionLeader(super::PartitionLeader),
+        #[prost(message, tag = "10")]
+        ElectPreferredLeader(super::ElectPreferredLeader),
     }
 }
 
@@ -71,6 +73,18 @@ impl From<metadata_record::Kind> for MetadataRecord {
     fn from(kind: metadata_record::Kind) -> Self {
         Self { kind: Some(kind) }
     }
+}
+
+/// A request rather than a state change (Kafka's ElectLeaders, election type PREFERRED): the
+/// leader of the partition that applies it hands leadership to the preferred replica (the first
+/// of its replicas) if that replica is in sync. Going through the log lets any broker take the
+/// request, whichever broker leads the partition.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ElectPreferredLeader {
+    #[prost(bytes = "vec", tag = "1")]
+    pub topic_id: Vec<u8>,
+    #[prost(int32, tag = "2")]
+    pub partition_index: i32,
 }
 
 /// A listener a broker accepts clients on (what Metadata answers for it).

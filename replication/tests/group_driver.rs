@@ -446,6 +446,38 @@ fn a_dead_broker_leaves_every_group_available_and_catches_up_after_restart() {
     assert!(net.re_reported >= GROUPS as usize, "{}", net.re_reported);
 }
 
+/// A broker whose disk was replaced comes back with no log at all, while the leaders remember
+/// it as having matched their logs: raft-rs alone would panic on the first heartbeat and the
+/// leader would ignore the follower's rejections (see `lost_log`). The broker rebuilds every
+/// group's log from the leaders, and the groups keep committing meanwhile.
+#[test]
+fn a_broker_whose_disk_was_wiped_rebuilds_every_log_from_the_leaders() {
+    let mut net = Net::new();
+    net.elect_all();
+    for i in 0..2 {
+        for g in groups() {
+            net.propose(g, kafka_batch(records(i), &tag(g, i)));
+        }
+    }
+    net.settle();
+    net.tick();
+    assert_converged(&net, 2);
+
+    net.kill(3);
+    std::fs::remove_dir_all(net.root.join("broker-3")).unwrap();
+    net.start(3);
+    assert_eq!(net.driver(3).store(GroupId(0)).unwrap().log_end_offset(), 0);
+    net.elect_all();
+    for g in groups() {
+        net.propose(g, kafka_batch(records(2), &tag(g, 2)));
+    }
+    net.settle();
+    for _ in 0..3 {
+        net.tick();
+    }
+    assert_converged(&net, 3);
+}
+
 /// The driver's refusals, on a single-replica group (its own vote is a majority): a second open,
 /// an unknown group, a non-leader, and anything but exactly one valid record batch; a valid
 /// proposal commits after the pass that fsyncs it (§5.3 with a majority of one).

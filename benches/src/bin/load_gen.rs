@@ -1005,7 +1005,7 @@ impl LocalCluster {
             .args(argv)
             .env("SKIFF_CLUSTER_DIR", &self.dir)
             .env("SKIFF_BIN", &self.bin)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .output()
             .with_context(|| format!("running {}", self.script.display()))?;

@@ -53,7 +53,7 @@ pub fn handle(ctx: &Ctx<'_>, request: DescribeClusterRequest) -> DescribeCluster
                         .with_rack(b.rack.as_deref().map(str_bytes))
                 })
                 .collect(),
-            cluster.controller().unwrap_or(-1),
+            cluster.controller_for_clients(),
         ),
         None => (
             vec![

@@ -91,7 +91,7 @@ pub fn handle(ctx: &Ctx<'_>, request: MetadataRequest) -> MetadataResponse {
                         .with_rack(b.rack.as_deref().map(str_bytes))
                 })
                 .collect(),
-            BrokerId(cluster.controller().unwrap_or(-1)),
+            BrokerId(cluster.controller_for_clients()),
         ),
         None => (
             vec![
