@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A Skiff cluster of N brokers on this machine, each its own process, like `rpk container start -n 3`.
 #
-#   deploy/local-cluster.sh up N [-- SKIFF-ARGS…]  start brokers 1..N (1 ≤ N ≤ 5), print the bootstrap list
+#   deploy/local-cluster.sh up N [-- SKIFF-ARGS…]  start brokers 1..N (1 ≤ N ≤ 5), wait until all joined,
+#                                                print the bootstrap list
 #   deploy/local-cluster.sh down [--purge]       stop them (SIGTERM, clean shutdown); --purge removes their data
 #   deploy/local-cluster.sh kill NODE            SIGKILL one broker (a crash)
 #   deploy/local-cluster.sh stop NODE            SIGTERM one broker and wait for it
@@ -50,6 +51,21 @@ wait_ready() {
   done
 }
 
+# A broker logs this once its registration is applied: it has then caught up with the
+# cluster's metadata, and topics can be created with it counted as a live broker.
+REGISTERED_LINE="registered with the controller"
+
+wait_registered() {
+  local node=$1 from=$2 deadline=$((SECONDS + READY_TIMEOUT_S))
+  until tail -n "+$((from + 1))" "$DIR/node-$node.log" 2>/dev/null | grep -q "$REGISTERED_LINE"; do
+    alive "$node" || die "broker $node exited; see $DIR/node-$node.log"
+    [ $SECONDS -lt $deadline ] || die "broker $node did not join the cluster within ${READY_TIMEOUT_S}s; see $DIR/node-$node.log"
+    sleep 0.1
+  done
+}
+
+log_lines() { if [ -f "$DIR/node-$1.log" ]; then wc -l <"$DIR/node-$1.log"; else echo 0; fi; }
+
 start_node() {
   local node=$1
   [ -f "$DIR/cluster.conf" ] || die "no cluster in $DIR (run: $0 up N)"
@@ -64,6 +80,8 @@ start_node() {
   local bin
   bin=$(binary)
   # shellcheck disable=SC2086
+  # The registration line must be logged whatever RUST_LOG asks for (see wait_registered).
+  RUST_LOG="${RUST_LOG:-info},skiff_broker::cluster=info" \
   "$bin" --node-id "$node" --data-dir "$DIR/node-$node" \
     --listen "0.0.0.0:$(kafka_port "$node")" --advertised "localhost:$(kafka_port "$node")" \
     --voters "$VOTERS" --peer-listen "127.0.0.1:$(peer_port "$node")" $EXTRA_ARGS \
@@ -123,7 +141,14 @@ case "$cmd" in
       echo "VOTERS='$voters'"
       printf "EXTRA_ARGS=%q\n" "$*"
     } >"$DIR/cluster.conf"
-    for node in $(seq 1 "$n"); do start_node "$node"; done
+    declare -A from
+    for node in $(seq 1 "$n"); do
+      from[$node]=$(log_lines "$node")
+      start_node "$node"
+    done
+    # Brokers register once a majority runs: wait for all, so that topics created right away
+    # count every broker (no INVALID_REPLICATION_FACTOR from a cluster still forming).
+    for node in $(seq 1 "$n"); do wait_registered "$node" "${from[$node]}"; done
     echo "$bootstrap"
     ;;
   down)
@@ -133,7 +158,13 @@ case "$cmd" in
     ;;
   kill) check_node "${1:-}"; stop_node "$1" KILL ;;
   stop) check_node "${1:-}"; stop_node "$1" TERM ;;
-  start) check_node "${1:-}"; start_node "$1" ;;
+  start)
+    check_node "${1:-}"
+    from=$(log_lines "$1")
+    start_node "$1"
+    # Back once it has caught up with the cluster's metadata (needs a majority of brokers).
+    wait_registered "$1" "$from"
+    ;;
   pause | resume)
     check_node "${1:-}"
     alive "$1" || die "broker $1 is not running"
@@ -146,5 +177,5 @@ case "$cmd" in
       echo "broker $node  localhost:$(kafka_port "$node")  $state"
     done
     ;;
-  *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

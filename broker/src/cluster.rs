@@ -734,8 +734,10 @@ impl Cluster {
 
     /// Brokers registered in the metadata, by id, with their endpoint for `listener` (the
     /// listener the asking client came in on; a broker without one shows its first).
+    /// This broker is always among them: before its registration is applied (a cluster that is
+    /// still forming) a Metadata answer without a single broker leaves clients stuck.
     pub fn brokers(&self, listener: &str) -> Vec<BrokerView> {
-        read(&self.metadata)
+        let mut brokers: Vec<BrokerView> = read(&self.metadata)
             .brokers()
             .filter_map(|b| {
                 let e = b
@@ -750,7 +752,18 @@ impl Cluster {
                     rack: b.rack.clone(),
                 })
             })
-            .collect()
+            .collect();
+        if !brokers.iter().any(|b| b.id == self.me) {
+            let own = self.config.listener(listener);
+            brokers.push(BrokerView {
+                id: self.me,
+                host: own.advertised_host.clone(),
+                port: i32::from(own.advertised_port),
+                rack: self.config.broker_rack.clone(),
+            });
+            brokers.sort_by_key(|b| b.id);
+        }
+        brokers
     }
 
     /// Live brokers (registered and unfenced): the most replicas a new topic may have.
