@@ -400,8 +400,8 @@ impl Broker {
         validate_only: bool,
         change: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, ApiError>,
     ) -> Result<Topic, ApiError> {
-        if !validate_only {
-            self.refuse_in_cluster("changing topic configs")?;
+        if let Some(cluster) = self.cluster() {
+            return self.update_replicated_topic_configs(cluster, name, validate_only, change);
         }
         let mut registry = write(&self.topics);
         let mut topic = registry
@@ -437,6 +437,31 @@ impl Broker {
             return Err(ApiError::new(ResponseError::KafkaStorageError, e.to_string()));
         }
         tracing::info!(topic = name, configs = ?topic.configs, "topic configs changed");
+        Ok(topic)
+    }
+
+    /// A replicated topic's configs live in the metadata log: the change is proposed there and
+    /// every broker applies it to the replicas it hosts (`Cluster::reconcile`).
+    fn update_replicated_topic_configs(
+        &self,
+        cluster: &Arc<Cluster>,
+        name: &str,
+        validate_only: bool,
+        change: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, ApiError>,
+    ) -> Result<Topic, ApiError> {
+        let mut topic = self
+            .topic(name)
+            .ok_or_else(|| ApiError::new(ResponseError::UnknownTopicOrPartition, format!("unknown topic {name}")))?;
+        let configs = change(&topic.configs)?;
+        for (k, v) in &configs {
+            topic_config::validate(k, v).map_err(|m| ApiError::new(ResponseError::InvalidConfig, m))?;
+        }
+        if validate_only || configs == topic.configs {
+            return Ok(topic);
+        }
+        cluster.set_topic_configs(name, topic.id, &configs)?;
+        tracing::info!(topic = name, configs = ?configs, "topic configs changed");
+        topic.configs = configs;
         Ok(topic)
     }
 

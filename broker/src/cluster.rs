@@ -41,8 +41,8 @@ use skiff_replication::group_driver::{
 };
 use skiff_replication::group_id::GroupId;
 use skiff_replication::metadata_records::{
-    BrokerId, Endpoint, MetadataRecord, PartitionLeader, RegisterBroker, decode_batches, encode_batch,
-    metadata_record::Kind,
+    BrokerId, DeleteTopicConfig, Endpoint, MetadataRecord, PartitionLeader, RegisterBroker, SetTopicConfig,
+    decode_batches, encode_batch, metadata_record::Kind,
 };
 use skiff_replication::transport::{Incoming, Transport, TransportConfig};
 use skiff_storage::batch;
@@ -79,6 +79,8 @@ const MAX_MESSAGES_PER_PASS: usize = 8192;
 const METADATA_DIR: &str = "__cluster_metadata-0";
 /// Most metadata-log bytes applied in one read (a pass commits far fewer).
 const METADATA_READ_BYTES: usize = 64 * 1024 * 1024;
+/// Passes in a row the loop runs at once for work left over by the previous one.
+const MAX_IMMEDIATE_PASSES: u32 = 64;
 /// Exit status of a broker whose Raft loop panicked (EX_SOFTWARE).
 const RAFT_LOOP_PANIC_EXIT_CODE: i32 = 70;
 
@@ -299,6 +301,7 @@ impl Cluster {
             skiff_replication::group_driver::REPLICA_HIGH_WATERMARK_CHECKPOINT_INTERVAL_MS_DEFAULT,
         );
         let mut last_checkpoint = Instant::now();
+        let mut immediate = 0;
         loop {
             let mut tick = false;
             let mut messages = Vec::new();
@@ -322,6 +325,15 @@ impl Cluster {
             }
             let out = tokio::task::block_in_place(|| self.pass(&broker, messages, tick, checkpoint));
             self.settle(out);
+            // Work an `advance` left behind (entries it committed, messages it made) would
+            // otherwise wait for the next tick or message: up to RAFT_TICK added to a commit.
+            // Bounded, so that a group that always has work cannot spin the loop.
+            if lock(&self.driver).has_pending() && immediate < MAX_IMMEDIATE_PASSES {
+                immediate += 1;
+                self.wake.notify_one();
+            } else {
+                immediate = 0;
+            }
         }
     }
 
@@ -490,7 +502,13 @@ impl Cluster {
             }
         }
         for (group, (t, index, p)) in wanted {
-            if replicas.contains_key(&group) {
+            if let Some(existing) = replicas.get(&group) {
+                // Topic configs changed in the metadata log reach the hosted log here.
+                let config = topic_config::log_config(&self.config, &t.configs);
+                let changed = existing.with_log(|log| *log.config() != config);
+                if changed && let Err(e) = existing.with_log(|log| log.set_config(config)) {
+                    tracing::error!(topic = %t.name, partition = index, error = %e, "could not apply topic configs");
+                }
                 continue;
             }
             let topic = Topic {
@@ -704,6 +722,47 @@ impl Cluster {
             configs: configs.clone(),
             internal: name.starts_with("__"),
         })
+    }
+
+    /// Replaces a topic's config overrides through the controller: one record per config set
+    /// or removed, and waits until they are applied here.
+    pub fn set_topic_configs(&self, name: &str, id: Uuid, configs: &BTreeMap<String, String>) -> Result<(), ApiError> {
+        let topic_id = id.as_bytes().to_vec();
+        let matches = |m: &ClusterMetadata| {
+            m.topic_by_name(name)
+                .is_some_and(|t| t.id == *id.as_bytes() && t.configs == *configs)
+        };
+        self.change_metadata(
+            |m| {
+                let current = m
+                    .topic_by_name(name)
+                    .filter(|t| t.id == *id.as_bytes())
+                    .ok_or_else(|| {
+                        ApiError::new(ResponseError::UnknownTopicOrPartition, format!("unknown topic {name}"))
+                    })?;
+                let mut records: Vec<MetadataRecord> = configs
+                    .iter()
+                    .filter(|(k, v)| current.configs.get(*k) != Some(*v))
+                    .map(|(k, v)| {
+                        Kind::SetTopicConfig(SetTopicConfig {
+                            topic_id: topic_id.clone(),
+                            name: k.clone(),
+                            value: v.clone(),
+                        })
+                        .into()
+                    })
+                    .collect();
+                records.extend(current.configs.keys().filter(|k| !configs.contains_key(*k)).map(|k| {
+                    Kind::DeleteTopicConfig(DeleteTopicConfig {
+                        topic_id: topic_id.clone(),
+                        name: k.clone(),
+                    })
+                    .into()
+                }));
+                Ok(records)
+            },
+            matches,
+        )
     }
 
     /// DeleteTopics through the controller.

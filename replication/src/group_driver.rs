@@ -284,6 +284,13 @@ impl GroupDriver {
         (r.raw.raft.leader_id != 0).then_some(r.raw.raft.leader_id)
     }
 
+    /// Whether some group has work left for another `process_ready` (an `advance` that
+    /// committed entries or produced messages): the caller should run one without waiting for
+    /// its next tick or message.
+    pub fn has_pending(&self) -> bool {
+        !self.dirty.is_empty()
+    }
+
     pub fn is_leader(&self, group: GroupId) -> bool {
         self.groups
             .get(&group)

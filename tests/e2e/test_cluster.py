@@ -210,3 +210,34 @@ def test_elect_leaders_hands_partitions_back_to_their_preferred_replica(cluster)
     # Leadership moved under a producer: it keeps writing, without errors.
     acked = produce_through(cluster, topic, 3000, {})
     assert len(acked) == 3000
+
+
+def test_topic_config_changes_reach_every_broker(cluster):
+    """IncrementalAlterConfigs on a replicated topic goes through the metadata log: every broker describes the new
+    value, and a removed override falls back to the default everywhere."""
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+
+    client = admin(BOOTSTRAP)
+    topic = unique("cl-cfg")
+    create_replicated(client, topic, 1)
+
+    def alter(op, value=None):
+        entry = ConfigEntry("retention.ms", value, incremental_operation=op)
+        resource = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[entry])
+        for f in client.incremental_alter_configs([resource]).values():
+            f.result(timeout=30)
+
+    # A client per broker, bootstrapped at that broker alone (librdkafka may still ask another broker).
+    per_broker = {node: admin(f"localhost:{node}9092") for node in range(1, NODES + 1)}
+
+    def described(node: int) -> str:
+        resource = ConfigResource(ResourceType.TOPIC, topic)
+        (f,) = per_broker[node].describe_configs([resource]).values()
+        return f.result(timeout=30)["retention.ms"].value
+
+    alter(AlterConfigOpType.SET, "3600000")
+    for node in range(1, NODES + 1):
+        wait_until(lambda: described(node) == "3600000", 10, f"broker {node} to describe retention.ms=3600000")
+    alter(AlterConfigOpType.DELETE)
+    for node in range(1, NODES + 1):
+        wait_until(lambda: described(node) == "604800000", 10, f"broker {node} to fall back to the default")

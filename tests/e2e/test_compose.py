@@ -55,7 +55,11 @@ def docker_unavailable() -> str | None:
 
 
 REASON = docker_unavailable()
-pytestmark = pytest.mark.skipif(REASON is not None, reason=f"compose test skipped: {REASON}")
+pytestmark = [
+    pytest.mark.skipif(REASON is not None, reason=f"compose test skipped: {REASON}"),
+    # The module fixture builds the release image first (minutes on a fresh checkout).
+    pytest.mark.timeout(BUILD_TIMEOUT_S + 600),
+]
 
 
 class Compose:
