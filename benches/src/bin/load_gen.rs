@@ -1073,15 +1073,7 @@ fn measure_failover(args: &Args, cluster: &LocalCluster, topic: &str) -> anyhow:
     let producer: BaseProducer<FailoverReports> = config
         .create_with_context(FailoverReports::default())
         .context("creating the failover producer")?;
-    let leader = producer
-        .client()
-        .fetch_metadata(Some(topic), Duration::from_secs(10))?
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .and_then(|t| t.partitions().first().map(|p| p.leader()))
-        .filter(|&l| l > 0)
-        .context("the failover topic has no leader")?;
+    let mut leader = -1;
     let started = Instant::now();
     let deadline = started + FAILOVER_WARMUP + Duration::from_secs(args.timeout_secs);
     let mut seq = 0u64;
@@ -1095,10 +1087,20 @@ fn measure_failover(args: &Args, cluster: &LocalCluster, topic: &str) -> anyhow:
         }
         let killed = producer.context().killed_at.lock().ok().and_then(|k| *k);
         if killed.is_none() && now.duration_since(started) >= FAILOVER_WARMUP {
+            // Asked only now, after the warm-up: every broker must name the same leader, or
+            // the broker killed might not be the one leading.
+            let Some(agreed) = agreed_leader(cluster, topic)? else {
+                producer.poll(FAILOVER_SEND_EVERY);
+                continue;
+            };
+            leader = agreed;
             eprintln!("[failover] killing broker {leader}, the leader of {topic}");
+            // The clock starts before the script: its SIGKILL goes out within milliseconds,
+            // then it waits for the process to be gone.
+            let kill_sent = Instant::now();
             cluster.run(&["kill", &leader.to_string()])?;
             if let Ok(mut k) = producer.context().killed_at.lock() {
-                *k = Some(Instant::now());
+                *k = Some(kill_sent);
             }
         }
         let recovered = producer.context().recovered_at.lock().ok().and_then(|r| *r);
@@ -1114,6 +1116,29 @@ fn measure_failover(args: &Args, cluster: &LocalCluster, topic: &str) -> anyhow:
         }
         producer.poll(FAILOVER_SEND_EVERY);
     }
+}
+
+/// The leader of `topic`'s only partition and its epoch, as every broker of the cluster reports
+/// it; `None` while they disagree (an election settling).
+fn agreed_leader(cluster: &LocalCluster, topic: &str) -> anyhow::Result<Option<i32>> {
+    let mut seen = Vec::new();
+    for broker in cluster.bootstrap.split(',') {
+        let client: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", broker)
+            .create()
+            .context("creating a metadata client")?;
+        let metadata = client.client().fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        let leader = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .and_then(|t| t.partitions().first().map(|p| p.leader()));
+        seen.push(leader);
+    }
+    Ok(match seen.first() {
+        Some(&Some(l)) if l > 0 && seen.iter().all(|s| *s == Some(l)) => Some(l),
+        _ => None,
+    })
 }
 
 fn free_port() -> anyhow::Result<u16> {
