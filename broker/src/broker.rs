@@ -199,16 +199,6 @@ impl Broker {
         }
     }
 
-    fn refuse_in_cluster(&self, what: &str) -> Result<(), ApiError> {
-        match self.cluster() {
-            Some(_) => Err(ApiError::new(
-                ResponseError::InvalidRequest,
-                format!("{what} is not supported in a replicated cluster yet"),
-            )),
-            None => Ok(()),
-        }
-    }
-
     pub fn topic(&self, name: &str) -> Option<Topic> {
         read(&self.topics).get(name).cloned()
     }
@@ -352,7 +342,16 @@ impl Broker {
 
     /// Grows a topic to `total` partitions.
     pub fn add_partitions(&self, name: &str, total: i32) -> Result<Topic, ApiError> {
-        self.refuse_in_cluster("adding partitions")?;
+        if let Some(cluster) = self.cluster() {
+            if self.topic(name).is_some_and(|t| t.internal) {
+                return Err(ApiError::new(
+                    ResponseError::InvalidRequest,
+                    format!("the partition count of internal topic {name} cannot change"),
+                ));
+            }
+            check_partition_count(total)?;
+            return cluster.add_partitions(name, total);
+        }
         let topic = {
             let mut registry = write(&self.topics);
             let mut topic = registry.get(name).cloned().ok_or_else(|| {

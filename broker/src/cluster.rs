@@ -724,6 +724,46 @@ impl Cluster {
         })
     }
 
+    /// CreatePartitions through the controller: plans replicas for the new partitions over the
+    /// live brokers, proposes, and waits until the topic has `total` partitions here.
+    pub fn add_partitions(&self, name: &str, total: i32) -> Result<Topic, ApiError> {
+        let count = usize::try_from(total).unwrap_or(0);
+        let current = read(&self.metadata).topic_by_name(name).map(|t| t.partitions.len());
+        match current {
+            None => {
+                return Err(ApiError::new(
+                    ResponseError::UnknownTopicOrPartition,
+                    format!("unknown topic {name}"),
+                ));
+            }
+            Some(c) if c >= count => {
+                return Err(ApiError::new(
+                    ResponseError::InvalidPartitions,
+                    format!("topic {name} has {c} partitions; the new count must be larger"),
+                ));
+            }
+            Some(_) => {}
+        }
+        self.change_metadata(
+            |m| match m.topic_by_name(name) {
+                Some(t) if t.partitions.len() >= count => Ok(Vec::new()),
+                _ => m.plan_create_partitions(name, total).map_err(plan_error),
+            },
+            |m| m.topic_by_name(name).is_some_and(|t| t.partitions.len() >= count),
+        )?;
+        let metadata = read(&self.metadata);
+        let t = metadata
+            .topic_by_name(name)
+            .ok_or_else(|| ApiError::new(ResponseError::UnknownTopicOrPartition, "topic vanished"))?;
+        Ok(Topic {
+            name: name.to_string(),
+            id: Uuid::from_bytes(t.id),
+            partitions: i32::try_from(t.partitions.len()).unwrap_or(i32::MAX),
+            configs: t.configs.clone(),
+            internal: name.starts_with("__"),
+        })
+    }
+
     /// Replaces a topic's config overrides through the controller: one record per config set
     /// or removed, and waits until they are applied here.
     pub fn set_topic_configs(&self, name: &str, id: Uuid, configs: &BTreeMap<String, String>) -> Result<(), ApiError> {

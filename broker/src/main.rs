@@ -122,6 +122,9 @@ async fn main() -> anyhow::Result<()> {
         // Colour codes only for a person at a terminal, not in log files and container logs.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    if !skiff_protocol::malloc_tuning::keep_large_buffers() {
+        tracing::debug!("malloc tuning not applied (not glibc)");
+    }
     let args = Args::parse();
     let config = config_from(&args)?;
     let broker = tokio::task::spawn_blocking(move || Broker::open(config)).await??;

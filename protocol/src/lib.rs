@@ -5,6 +5,7 @@
 pub mod frame;
 #[cfg(unix)]
 pub mod huge_alloc;
+pub mod malloc_tuning;
 pub mod request;
 pub mod response;
 

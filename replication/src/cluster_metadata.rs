@@ -21,8 +21,8 @@ use kafka_protocol::ResponseError;
 
 use crate::group_id::GroupId;
 use crate::metadata_records::{
-    BrokerId, ChangePartitionReplicas, ConfigEntry, CreateTopic, DeleteTopic, Endpoint, MetadataCodecError,
-    MetadataRecord, PartitionAssignment, PartitionLeader, RegisterBroker, TopicId, decode_batches,
+    BrokerId, ChangePartitionReplicas, ConfigEntry, CreatePartitions, CreateTopic, DeleteTopic, Endpoint,
+    MetadataCodecError, MetadataRecord, PartitionAssignment, PartitionLeader, RegisterBroker, TopicId, decode_batches,
     metadata_record::Kind,
 };
 use crate::raft_log::{LogStorage, RaftLogError};
@@ -254,6 +254,7 @@ impl ClusterMetadata {
             }
             Kind::ChangePartitionReplicas(r) => self.change_replicas(r),
             Kind::PartitionLeader(r) => self.set_leader(r),
+            Kind::CreatePartitions(r) => self.add_partitions(r),
             Kind::ElectPreferredLeader(r) => {
                 let id = self.known_topic(&r.topic_id)?;
                 let known = usize::try_from(r.partition_index)
@@ -351,23 +352,16 @@ impl ClusterMetadata {
         Ok(())
     }
 
-    fn create_topic(&mut self, r: &CreateTopic) -> Result<(), ApplyError> {
-        validate_topic_name(&r.name).map_err(|reason| ApplyError::InvalidTopicName {
-            name: r.name.clone(),
-            reason,
-        })?;
-        if self.names.contains_key(&r.name) {
-            return Err(ApplyError::TopicExists(r.name.clone()));
-        }
-        let id = topic_id(&r.topic_id)
-            .filter(|id| *id != [0; 16] && !self.topics.contains_key(id))
-            .ok_or_else(|| ApplyError::InvalidTopicId(r.topic_id.clone()))?;
-        if r.partitions.is_empty() {
-            return Err(ApplyError::InvalidAssignment("a topic needs a partition".into()));
-        }
+    /// Validates assignments of partitions numbered from `first`, each with a Raft group never
+    /// given out; returns them and the next free Raft group.
+    fn new_partitions(
+        &self,
+        assignments: &[PartitionAssignment],
+        first: usize,
+    ) -> Result<(Vec<PartitionInfo>, u64), ApplyError> {
         let mut next = self.next_raft_group;
-        let mut partitions = Vec::with_capacity(r.partitions.len());
-        for (i, p) in r.partitions.iter().enumerate() {
+        let mut partitions = Vec::with_capacity(assignments.len());
+        for (i, p) in (first..).zip(assignments) {
             if usize::try_from(p.partition_index).ok() != Some(i) {
                 return Err(ApplyError::InvalidAssignment(format!(
                     "partition {} listed at position {i}",
@@ -393,6 +387,41 @@ impl ClusterMetadata {
                 isr: Vec::new(),
             });
         }
+        Ok((partitions, next))
+    }
+
+    fn add_partitions(&mut self, r: &CreatePartitions) -> Result<(), ApplyError> {
+        let id = self.known_topic(&r.topic_id)?;
+        let first = self.topics.get(&id).map_or(0, |t| t.partitions.len());
+        if r.partitions.is_empty() || first + r.partitions.len() > MAX_PARTITIONS_PER_TOPIC as usize {
+            return Err(ApplyError::InvalidAssignment(format!(
+                "{} partitions added to {first}",
+                r.partitions.len()
+            )));
+        }
+        let (added, next) = self.new_partitions(&r.partitions, first)?;
+        self.next_raft_group = next;
+        if let Some(t) = self.topics.get_mut(&id) {
+            t.partitions.extend(added);
+        }
+        Ok(())
+    }
+
+    fn create_topic(&mut self, r: &CreateTopic) -> Result<(), ApplyError> {
+        validate_topic_name(&r.name).map_err(|reason| ApplyError::InvalidTopicName {
+            name: r.name.clone(),
+            reason,
+        })?;
+        if self.names.contains_key(&r.name) {
+            return Err(ApplyError::TopicExists(r.name.clone()));
+        }
+        let id = topic_id(&r.topic_id)
+            .filter(|id| *id != [0; 16] && !self.topics.contains_key(id))
+            .ok_or_else(|| ApplyError::InvalidTopicId(r.topic_id.clone()))?;
+        if r.partitions.is_empty() {
+            return Err(ApplyError::InvalidAssignment("a topic needs a partition".into()));
+        }
+        let (partitions, next) = self.new_partitions(&r.partitions, 0)?;
         let configs = r.configs.iter().map(|c| (c.name.clone(), c.value.clone())).collect();
         self.next_raft_group = next;
         self.names.insert(r.name.clone(), id);
@@ -513,6 +542,45 @@ impl ClusterMetadata {
                 topic_id: topic_id.to_vec(),
                 partitions,
                 configs,
+            })
+            .into(),
+        ])
+    }
+
+    /// The record that grows topic `name` to `total` partitions (CreatePartitions), each new one
+    /// with as many replicas as the topic's first, spread over the live brokers like a new topic's.
+    pub fn plan_create_partitions(&self, name: &str, total: i32) -> Result<Vec<MetadataRecord>, PlanError> {
+        let t = self
+            .topic_by_name(name)
+            .ok_or_else(|| PlanError::UnknownTopic(name.to_string()))?;
+        let current = t.partitions.len();
+        let added = usize::try_from(total)
+            .ok()
+            .filter(|&n| n > current && total <= MAX_PARTITIONS_PER_TOPIC)
+            .map(|n| n - current)
+            .ok_or(PlanError::InvalidPartitions(total))?;
+        let live: Vec<(BrokerId, Option<&str>)> = self.live_brokers().map(|b| (b.id, b.rack.as_deref())).collect();
+        let rf = t.partitions.first().map_or(1, |p| p.replicas.len());
+        if rf == 0 || rf > live.len() {
+            return Err(PlanError::InvalidReplicationFactor {
+                requested: i16::try_from(rf).unwrap_or(i16::MAX),
+                live: live.len(),
+            });
+        }
+        let start = (self.next_raft_group % live.len() as u64) as usize;
+        let partitions = (i32::try_from(current).unwrap_or(i32::MAX)..)
+            .zip(assign_replicas(&live, added, rf, start))
+            .zip(self.next_raft_group..)
+            .map(|((partition_index, replicas), raft_group)| PartitionAssignment {
+                partition_index,
+                replicas,
+                raft_group,
+            })
+            .collect();
+        Ok(vec![
+            Kind::CreatePartitions(CreatePartitions {
+                topic_id: t.id.to_vec(),
+                partitions,
             })
             .into(),
         ])
@@ -889,6 +957,41 @@ mod tests {
             s.apply(&reused[0]),
             Err(ApplyError::RaftGroupReused { group: 4, next: 6 })
         ));
+    }
+
+    #[test]
+    fn partitions_are_added_with_new_groups_and_the_topic_replication_factor() {
+        let mut s = cluster(&[(1, None), (2, None), (3, None)]);
+        assert!(
+            s.apply_all(&s.plan_create_topic("t", 2, 2, &BTreeMap::new(), [1; 16]).unwrap())
+                .is_empty()
+        );
+        let grow = s.plan_create_partitions("t", 5).unwrap();
+        // Planned twice before applying: the second plan reuses the groups the first took.
+        let stale = s.plan_create_partitions("t", 4).unwrap();
+        assert!(s.apply_all(&grow).is_empty());
+        let t = s.topic_by_name("t").unwrap();
+        assert_eq!(t.partitions.len(), 5);
+        assert_eq!(
+            t.partitions.iter().map(|p| p.raft_group.0).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5]
+        );
+        assert!(t.partitions.iter().all(|p| p.replicas.len() == 2));
+        assert_eq!(
+            s.partition_of_group(GroupId(5)).map(|(t, p)| (t.name.as_str(), p)),
+            Some(("t", 4))
+        );
+        assert!(matches!(s.apply(&stale[0]), Err(ApplyError::InvalidAssignment(_))));
+        for total in [5, 3, 0, MAX_PARTITIONS_PER_TOPIC + 1] {
+            assert_eq!(
+                s.plan_create_partitions("t", total).unwrap_err().error(),
+                ResponseError::InvalidPartitions
+            );
+        }
+        assert_eq!(
+            s.plan_create_partitions("nope", 9).unwrap_err().error(),
+            ResponseError::UnknownTopicOrPartition
+        );
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub type BrokerId = i32;
 /// One entry of the metadata log; exactly one variant is set.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct MetadataRecord {
-    #[prost(oneof = "metadata_record::Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10")]
+    #[prost(oneof = "metadata_record::Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11")]
     pub kind: Option<metadata_record::Kind>,
 }
 
@@ -66,6 +66,8 @@ pub mod metadata_record {
         PartitionLeader(super::PartitionLeader),
         #[prost(message, tag = "10")]
         ElectPreferredLeader(super::ElectPreferredLeader),
+        #[prost(message, tag = "11")]
+        CreatePartitions(super::CreatePartitions),
     }
 }
 
@@ -171,6 +173,16 @@ pub struct CreateTopic {
     pub partitions: Vec<PartitionAssignment>,
     #[prost(message, repeated, tag = "4")]
     pub configs: Vec<ConfigEntry>,
+}
+
+/// Partitions added to an existing topic (CreatePartitions), numbered on from its last one,
+/// each with a new Raft group.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CreatePartitions {
+    #[prost(bytes = "vec", tag = "1")]
+    pub topic_id: Vec<u8>,
+    #[prost(message, repeated, tag = "2")]
+    pub partitions: Vec<PartitionAssignment>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

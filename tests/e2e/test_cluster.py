@@ -241,3 +241,21 @@ def test_topic_config_changes_reach_every_broker(cluster):
     alter(AlterConfigOpType.DELETE)
     for node in range(1, NODES + 1):
         wait_until(lambda: described(node) == "604800000", 10, f"broker {node} to fall back to the default")
+
+
+def test_partitions_added_to_a_replicated_topic_are_replicated_and_writable(cluster):
+    from confluent_kafka.admin import NewPartitions
+
+    client = admin(BOOTSTRAP)
+    topic = unique("cl-grow")
+    create_replicated(client, topic, 2)
+    client.create_partitions([NewPartitions(topic, 4)])[topic].result(timeout=30)
+    wait_until(lambda: (len(parts := client.list_topics(topic=topic, timeout=5).topics[topic].partitions) == 4
+                        and all(p.leader >= 1 and len(p.isrs) == 3 for p in parts.values())), 30,
+               f"{topic}: 4 partitions, each led with 3 in-sync replicas")
+    acked = produce_through(cluster, topic, 4000, {})
+    assert {p for p, _ in acked} == {0, 1, 2, 3}, "keys spread over the new partitions too"
+    check_partitions(cluster, client, topic, 4, acked)
+    with pytest.raises(Exception) as info:
+        client.create_partitions([NewPartitions(topic, 3)])[topic].result(timeout=30)
+    assert info.value.args[0].code() == KafkaError.INVALID_PARTITIONS
