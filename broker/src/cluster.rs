@@ -1019,9 +1019,9 @@ impl Cluster {
         let mut receivers = Vec::with_capacity(batches.len());
         let mut waiters = lock(&self.waiters);
         let mut next = first_offset;
-        for (bytes, header) in &batches {
+        for (bytes, header) in batches {
             let span = u64::try_from(header.last_offset_delta).unwrap_or(0) + 1;
-            match driver.propose(replica.group, bytes.clone()) {
+            match driver.propose(replica.group, bytes) {
                 Ok(p) => {
                     let (tx, rx) = oneshot::channel();
                     waiters.entry(replica.group).or_default().insert(
