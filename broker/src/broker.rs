@@ -407,10 +407,7 @@ impl Broker {
             .get(name)
             .cloned()
             .ok_or_else(|| ApiError::new(ResponseError::UnknownTopicOrPartition, format!("unknown topic {name}")))?;
-        let configs = change(&topic.configs)?;
-        for (k, v) in &configs {
-            topic_config::validate(k, v).map_err(|m| ApiError::new(ResponseError::InvalidConfig, m))?;
-        }
+        let configs = validated(change(&topic.configs)?)?;
         if validate_only || configs == topic.configs {
             return Ok(topic);
         }
@@ -451,10 +448,7 @@ impl Broker {
         let mut topic = self
             .topic(name)
             .ok_or_else(|| ApiError::new(ResponseError::UnknownTopicOrPartition, format!("unknown topic {name}")))?;
-        let configs = change(&topic.configs)?;
-        for (k, v) in &configs {
-            topic_config::validate(k, v).map_err(|m| ApiError::new(ResponseError::InvalidConfig, m))?;
-        }
+        let configs = validated(change(&topic.configs)?)?;
         if validate_only || configs == topic.configs {
             return Ok(topic);
         }
@@ -541,6 +535,13 @@ fn load_or_create_cluster_id(meta: &std::path::Path) -> Result<String, StartErro
     Ok(id)
 }
 
+/// Topic config overrides, each checked against its Kafka config's rules.
+fn validated(configs: BTreeMap<String, String>) -> Result<BTreeMap<String, String>, ApiError> {
+    for (k, v) in &configs {
+        topic_config::validate(k, v).map_err(|m| ApiError::new(ResponseError::InvalidConfig, m))?;
+    }
+    Ok(configs)
+}
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -518,17 +518,7 @@ impl ClusterMetadata {
                 requested: replication_factor,
                 live: live.len(),
             })?;
-        let start = (self.next_raft_group % live.len() as u64) as usize;
-        let assignment = assign_replicas(&live, count, rf, start);
-        let partitions = (0i32..)
-            .zip(assignment)
-            .zip(self.next_raft_group..)
-            .map(|((partition_index, replicas), raft_group)| PartitionAssignment {
-                partition_index,
-                replicas,
-                raft_group,
-            })
-            .collect();
+        let partitions = self.plan_partitions(&live, 0, count, rf);
         let configs = configs
             .iter()
             .map(|(name, value)| ConfigEntry {
@@ -545,6 +535,28 @@ impl ClusterMetadata {
             })
             .into(),
         ])
+    }
+
+    /// `count` partitions numbered from `first`, `rf` replicas each over `live` (non-empty), each
+    /// with the next Raft groups; the start broker rotates with the group counter so that
+    /// successive topics do not all start on the same broker.
+    fn plan_partitions(
+        &self,
+        live: &[(BrokerId, Option<&str>)],
+        first: i32,
+        count: usize,
+        rf: usize,
+    ) -> Vec<PartitionAssignment> {
+        let start = (self.next_raft_group % live.len() as u64) as usize;
+        (first..)
+            .zip(assign_replicas(live, count, rf, start))
+            .zip(self.next_raft_group..)
+            .map(|((partition_index, replicas), raft_group)| PartitionAssignment {
+                partition_index,
+                replicas,
+                raft_group,
+            })
+            .collect()
     }
 
     /// The record that grows topic `name` to `total` partitions (CreatePartitions), each new one
@@ -567,16 +579,7 @@ impl ClusterMetadata {
                 live: live.len(),
             });
         }
-        let start = (self.next_raft_group % live.len() as u64) as usize;
-        let partitions = (i32::try_from(current).unwrap_or(i32::MAX)..)
-            .zip(assign_replicas(&live, added, rf, start))
-            .zip(self.next_raft_group..)
-            .map(|((partition_index, replicas), raft_group)| PartitionAssignment {
-                partition_index,
-                replicas,
-                raft_group,
-            })
-            .collect();
+        let partitions = self.plan_partitions(&live, i32::try_from(current).unwrap_or(i32::MAX), added, rf);
         Ok(vec![
             Kind::CreatePartitions(CreatePartitions {
                 topic_id: t.id.to_vec(),
