@@ -342,39 +342,15 @@ impl Broker {
 
     /// Grows a topic to `total` partitions.
     pub fn add_partitions(&self, name: &str, total: i32) -> Result<Topic, ApiError> {
+        let unknown = || ApiError::new(ResponseError::UnknownTopicOrPartition, format!("unknown topic {name}"));
         if let Some(cluster) = self.cluster() {
-            if self.topic(name).is_some_and(|t| t.internal) {
-                return Err(ApiError::new(
-                    ResponseError::InvalidRequest,
-                    format!("the partition count of internal topic {name} cannot change"),
-                ));
-            }
-            check_partition_count(total)?;
+            check_growth(&self.topic(name).ok_or_else(unknown)?, total)?;
             return cluster.add_partitions(name, total);
         }
         let topic = {
             let mut registry = write(&self.topics);
-            let mut topic = registry.get(name).cloned().ok_or_else(|| {
-                ApiError::new(ResponseError::UnknownTopicOrPartition, format!("unknown topic {name}"))
-            })?;
-            check_partition_count(total)?;
-            if topic.internal {
-                // Groups are mapped to `__consumer_offsets` partitions by count; changing it would
-                // orphan every committed offset.
-                return Err(ApiError::new(
-                    ResponseError::InvalidRequest,
-                    format!("the partition count of internal topic {name} cannot change"),
-                ));
-            }
-            if total <= topic.partitions {
-                return Err(ApiError::new(
-                    ResponseError::InvalidPartitions,
-                    format!(
-                        "topic {name} has {} partitions; the new count must be larger",
-                        topic.partitions
-                    ),
-                ));
-            }
+            let mut topic = registry.get(name).cloned().ok_or_else(unknown)?;
+            check_growth(&topic, total)?;
             topic.partitions = total;
             registry
                 .put(topic.clone())
@@ -533,6 +509,29 @@ fn load_or_create_cluster_id(meta: &std::path::Path) -> Result<String, StartErro
     written.map_err(|e| StartError::Io(format!("{}: {e}", path.display())))?;
     skiff_storage::checkpoint::sync_dir(meta).map_err(|e| StartError::Io(e.to_string()))?;
     Ok(id)
+}
+
+/// Whether `topic` may grow to `total` partitions (CreatePartitions).
+fn check_growth(topic: &Topic, total: i32) -> Result<(), ApiError> {
+    check_partition_count(total)?;
+    if topic.internal {
+        // Groups are mapped to `__consumer_offsets` partitions by count; changing it would
+        // orphan every committed offset.
+        return Err(ApiError::new(
+            ResponseError::InvalidRequest,
+            format!("the partition count of internal topic {} cannot change", topic.name),
+        ));
+    }
+    if total <= topic.partitions {
+        return Err(ApiError::new(
+            ResponseError::InvalidPartitions,
+            format!(
+                "topic {} has {} partitions; the new count must be larger",
+                topic.name, topic.partitions
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Topic config overrides, each checked against its Kafka config's rules.

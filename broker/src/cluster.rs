@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use kafka_protocol::ResponseError;
 use skiff_protocol::kafka_protocol;
-use skiff_replication::cluster_metadata::{CONTROLLER_GROUP, ClusterMetadata, PlanError};
+use skiff_replication::cluster_metadata::{CONTROLLER_GROUP, ClusterMetadata, PlanError, TopicInfo};
 use skiff_replication::group_driver::{
     DriverConfig, DriverError, GroupDriver, LeaderChange, NodeId, Output, ReplicaSpec, tracing_logger,
 };
@@ -469,16 +469,7 @@ impl Cluster {
     /// opens the groups of partitions assigned to this broker, closes (and deletes) the others.
     fn reconcile(&self, driver: &mut GroupDriver, broker: &Arc<Broker>) {
         let metadata = read(&self.metadata);
-        let topics: Vec<Topic> = metadata
-            .topics()
-            .map(|t| Topic {
-                name: t.name.clone(),
-                id: Uuid::from_bytes(t.id),
-                partitions: i32::try_from(t.partitions.len()).unwrap_or(i32::MAX),
-                configs: t.configs.clone(),
-                internal: t.name.starts_with("__"),
-            })
-            .collect();
+        let topics: Vec<Topic> = metadata.topics().map(topic_of).collect();
         broker.mirror_topics(&topics);
         let mut wanted = HashMap::new();
         for t in metadata.topics() {
@@ -724,44 +715,19 @@ impl Cluster {
         })
     }
 
-    /// CreatePartitions through the controller: plans replicas for the new partitions over the
-    /// live brokers, proposes, and waits until the topic has `total` partitions here.
+    /// CreatePartitions through the controller (the broker checked the request): plans replicas
+    /// for the new partitions over the live brokers, proposes, and waits until the topic has
+    /// `total` partitions here.
     pub fn add_partitions(&self, name: &str, total: i32) -> Result<Topic, ApiError> {
         let count = usize::try_from(total).unwrap_or(0);
-        let current = read(&self.metadata).topic_by_name(name).map(|t| t.partitions.len());
-        match current {
-            None => {
-                return Err(ApiError::new(
-                    ResponseError::UnknownTopicOrPartition,
-                    format!("unknown topic {name}"),
-                ));
-            }
-            Some(c) if c >= count => {
-                return Err(ApiError::new(
-                    ResponseError::InvalidPartitions,
-                    format!("topic {name} has {c} partitions; the new count must be larger"),
-                ));
-            }
-            Some(_) => {}
-        }
         self.change_metadata(
-            |m| match m.topic_by_name(name) {
-                Some(t) if t.partitions.len() >= count => Ok(Vec::new()),
-                _ => m.plan_create_partitions(name, total).map_err(plan_error),
-            },
+            |m| m.plan_create_partitions(name, total).map_err(plan_error),
             |m| m.topic_by_name(name).is_some_and(|t| t.partitions.len() >= count),
         )?;
-        let metadata = read(&self.metadata);
-        let t = metadata
+        read(&self.metadata)
             .topic_by_name(name)
-            .ok_or_else(|| ApiError::new(ResponseError::UnknownTopicOrPartition, "topic vanished"))?;
-        Ok(Topic {
-            name: name.to_string(),
-            id: Uuid::from_bytes(t.id),
-            partitions: i32::try_from(t.partitions.len()).unwrap_or(i32::MAX),
-            configs: t.configs.clone(),
-            internal: name.starts_with("__"),
-        })
+            .map(topic_of)
+            .ok_or_else(|| ApiError::new(ResponseError::UnknownTopicOrPartition, "topic vanished"))
     }
 
     /// Replaces a topic's config overrides through the controller: one record per config set
@@ -809,16 +775,9 @@ impl Cluster {
     pub fn delete_topic(&self, name: &str) -> Result<Topic, ApiError> {
         let topic = {
             let m = read(&self.metadata);
-            let t = m.topic_by_name(name).ok_or_else(|| {
-                ApiError::new(ResponseError::UnknownTopicOrPartition, format!("unknown topic {name}"))
-            })?;
-            Topic {
-                name: name.to_string(),
-                id: Uuid::from_bytes(t.id),
-                partitions: i32::try_from(t.partitions.len()).unwrap_or(i32::MAX),
-                configs: t.configs.clone(),
-                internal: name.starts_with("__"),
-            }
+            m.topic_by_name(name)
+                .map(topic_of)
+                .ok_or_else(|| ApiError::new(ResponseError::UnknownTopicOrPartition, format!("unknown topic {name}")))?
         };
         let id = *topic.id.as_bytes();
         self.change_metadata(
@@ -1148,6 +1107,17 @@ impl Cluster {
         for (group, e) in lock(&self.driver).shutdown(now_ms()) {
             tracing::error!(%group, error = %e, "unclean close of a raft log");
         }
+    }
+}
+
+/// A topic of the metadata log as the broker's registry holds it.
+fn topic_of(t: &TopicInfo) -> Topic {
+    Topic {
+        name: t.name.clone(),
+        id: Uuid::from_bytes(t.id),
+        partitions: i32::try_from(t.partitions.len()).unwrap_or(i32::MAX),
+        configs: t.configs.clone(),
+        internal: t.name.starts_with("__"),
     }
 }
 
