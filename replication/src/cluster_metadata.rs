@@ -54,7 +54,15 @@ pub struct BrokerInfo {
 /// One partition: its replicas (the first is the preferred leader) and its Raft group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionInfo {
+    /// Every broker hosting a replica; during a reassignment the target first, then the
+    /// replicas that leave.
     pub replicas: Vec<BrokerId>,
+    /// A reassignment in progress: replicas joining and leaving (both empty otherwise).
+    pub adding: Vec<BrokerId>,
+    pub removing: Vec<BrokerId>,
+    /// The Raft group's voters when it was created: a replica that joins later starts from
+    /// them and replays the configuration changes in the log.
+    pub initial_replicas: Vec<BrokerId>,
     pub raft_group: GroupId,
     /// The leader its Raft group last reported (`None` until one did).
     pub leader: Option<BrokerId>,
@@ -67,6 +75,28 @@ pub struct PartitionInfo {
 impl PartitionInfo {
     pub fn preferred_leader(&self) -> Option<BrokerId> {
         self.replicas.first().copied()
+    }
+
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding.is_empty() || !self.removing.is_empty()
+    }
+
+    /// The replica set the partition is moving to (its replicas when no move is in progress).
+    pub fn target_replicas(&self) -> Vec<BrokerId> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|b| !self.removing.contains(b))
+            .collect()
+    }
+
+    /// The replicas before the reassignment in progress.
+    pub fn original_replicas(&self) -> Vec<BrokerId> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|b| !self.adding.contains(b))
+            .collect()
     }
 }
 
@@ -142,6 +172,27 @@ impl PlanError {
 
     pub fn code(&self) -> i16 {
         self.error().code()
+    }
+}
+
+/// Why the controller refuses a reassignment, with Kafka's error for each.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReassignError {
+    #[error("Partition {0} does not exist.")]
+    UnknownPartition(String),
+    #[error("Invalid replica assignment: {0}")]
+    InvalidAssignment(String),
+    #[error("No reassignment of {0} is in progress.")]
+    NoReassignmentInProgress(String),
+}
+
+impl ReassignError {
+    pub fn error(&self) -> ResponseError {
+        match self {
+            Self::UnknownPartition(_) => ResponseError::UnknownTopicOrPartition,
+            Self::InvalidAssignment(_) => ResponseError::InvalidReplicaAssignment,
+            Self::NoReassignmentInProgress(_) => ResponseError::NoReassignmentInProgress,
+        }
     }
 }
 
@@ -381,6 +432,9 @@ impl ClusterMetadata {
             })?;
             partitions.push(PartitionInfo {
                 replicas: p.replicas.clone(),
+                adding: Vec::new(),
+                removing: Vec::new(),
+                initial_replicas: p.replicas.clone(),
                 raft_group: GroupId(p.raft_group),
                 leader: None,
                 leader_epoch: -1,
@@ -440,12 +494,82 @@ impl ClusterMetadata {
     fn change_replicas(&mut self, r: &ChangePartitionReplicas) -> Result<(), ApplyError> {
         let id = self.known_topic(&r.topic_id)?;
         self.validate_replicas(&r.replicas)?;
+        let listed = |ids: &[BrokerId]| ids.iter().all(|b| r.replicas.contains(b));
+        if !listed(&r.adding) || !listed(&r.removing) || r.removing.len() >= r.replicas.len() {
+            return Err(ApplyError::InvalidAssignment(format!(
+                "adding {:?} and removing {:?} must be among {:?} and leave a replica",
+                r.adding, r.removing, r.replicas
+            )));
+        }
         let p = usize::try_from(r.partition_index)
             .ok()
             .and_then(|i| self.topics.get_mut(&id)?.partitions.get_mut(i))
             .ok_or_else(|| ApplyError::InvalidAssignment(format!("unknown partition {}", r.partition_index)))?;
+        if r.complete {
+            let target: BTreeSet<BrokerId> = p.target_replicas().into_iter().collect();
+            if !p.is_reassigning() || target != r.replicas.iter().copied().collect() {
+                // A completion of an older reassignment, or a repeated one: nothing to do.
+                return Ok(());
+            }
+            p.replicas = p.target_replicas();
+            p.adding.clear();
+            p.removing.clear();
+            return Ok(());
+        }
         p.replicas = r.replicas.clone();
+        p.adding = r.adding.clone();
+        p.removing = r.removing.clone();
         Ok(())
+    }
+
+    /// Records that start moving a partition to `target` (Kafka's AlterPartitionReassignments),
+    /// or with `None` revert a reassignment in progress to the replicas it started from.
+    pub fn plan_reassignment(
+        &self,
+        topic: &str,
+        partition: i32,
+        target: Option<&[BrokerId]>,
+    ) -> Result<Vec<MetadataRecord>, ReassignError> {
+        let t = self
+            .topic_by_name(topic)
+            .ok_or_else(|| ReassignError::UnknownPartition(format!("{topic}-{partition}")))?;
+        let p = usize::try_from(partition)
+            .ok()
+            .and_then(|i| t.partitions.get(i))
+            .ok_or_else(|| ReassignError::UnknownPartition(format!("{topic}-{partition}")))?;
+        let target = match target {
+            Some(target) => {
+                let distinct: BTreeSet<BrokerId> = target.iter().copied().collect();
+                if target.is_empty() || distinct.len() != target.len() {
+                    return Err(ReassignError::InvalidAssignment(format!(
+                        "replicas {target:?} must be distinct and not empty"
+                    )));
+                }
+                if let Some(b) = target.iter().find(|b| self.broker(**b).is_none()) {
+                    return Err(ReassignError::InvalidAssignment(format!(
+                        "broker {b} is not registered"
+                    )));
+                }
+                target.to_vec()
+            }
+            None if p.is_reassigning() => p.original_replicas(),
+            None => return Err(ReassignError::NoReassignmentInProgress(format!("{topic}-{partition}"))),
+        };
+        let original = p.original_replicas();
+        let mut replicas = target.clone();
+        replicas.extend(p.replicas.iter().filter(|b| !target.contains(b)));
+        let record = ChangePartitionReplicas {
+            topic_id: t.id.to_vec(),
+            partition_index: partition,
+            adding: target.iter().copied().filter(|b| !original.contains(b)).collect(),
+            removing: p.replicas.iter().copied().filter(|b| !target.contains(b)).collect(),
+            replicas,
+            complete: false,
+        };
+        if record.adding.is_empty() && record.removing.is_empty() && p.replicas == target {
+            return Ok(Vec::new());
+        }
+        Ok(vec![Kind::ChangePartitionReplicas(record).into()])
     }
 
     fn set_leader(&mut self, r: &PartitionLeader) -> Result<(), ApplyError> {
@@ -998,6 +1122,93 @@ mod tests {
     }
 
     #[test]
+    fn a_reassignment_lists_both_sets_until_its_leader_completes_it() {
+        let mut s = cluster(&[(1, None), (2, None), (3, None), (4, None)]);
+        let mut create = s.plan_create_topic("t", 1, 3, &BTreeMap::new(), [1; 16]).unwrap();
+        if let Some(Kind::CreateTopic(c)) = &mut create[0].kind {
+            c.partitions[0].replicas = vec![1, 2, 3];
+        }
+        assert!(s.apply_all(&create).is_empty());
+        let part = |s: &ClusterMetadata| s.topic_by_name("t").unwrap().partitions[0].clone();
+
+        assert!(
+            s.apply_all(&s.plan_reassignment("t", 0, Some(&[2, 3, 4])).unwrap())
+                .is_empty()
+        );
+        let p = part(&s);
+        assert_eq!(
+            (p.replicas.clone(), p.adding.clone(), p.removing.clone()),
+            (vec![2, 3, 4, 1], vec![4], vec![1])
+        );
+        assert_eq!(
+            (p.target_replicas(), p.original_replicas()),
+            (vec![2, 3, 4], vec![2, 3, 1])
+        );
+        assert_eq!(p.initial_replicas, vec![1, 2, 3]);
+
+        // A completion of another target is stale and ignored; the right one completes it.
+        let complete = |replicas: Vec<BrokerId>| -> MetadataRecord {
+            Kind::ChangePartitionReplicas(ChangePartitionReplicas {
+                topic_id: vec![1; 16],
+                partition_index: 0,
+                replicas,
+                complete: true,
+                ..Default::default()
+            })
+            .into()
+        };
+        s.apply(&complete(vec![1, 2, 3])).unwrap();
+        assert_eq!(part(&s), p);
+        s.apply(&complete(vec![4, 3, 2])).unwrap();
+        let done = part(&s);
+        assert_eq!((done.replicas.clone(), done.is_reassigning()), (vec![2, 3, 4], false));
+        assert_eq!(
+            done.initial_replicas,
+            vec![1, 2, 3],
+            "the raft group's first voters never change"
+        );
+        s.apply(&complete(vec![2, 3, 4])).unwrap();
+        assert_eq!(part(&s), done, "a repeated completion changes nothing");
+
+        // Cancelling reverts to the replicas the move started from.
+        assert!(
+            s.apply_all(&s.plan_reassignment("t", 0, Some(&[1, 2, 4])).unwrap())
+                .is_empty()
+        );
+        assert!(s.apply_all(&s.plan_reassignment("t", 0, None).unwrap()).is_empty());
+        let reverted = part(&s);
+        assert_eq!(
+            (reverted.target_replicas(), reverted.removing.clone()),
+            (vec![2, 4, 3], vec![1])
+        );
+
+        let err = |r: Result<Vec<MetadataRecord>, ReassignError>| r.unwrap_err().error();
+        s.apply(&complete(vec![2, 4, 3])).unwrap();
+        assert_eq!(
+            err(s.plan_reassignment("t", 0, None)),
+            ResponseError::NoReassignmentInProgress
+        );
+        assert_eq!(
+            err(s.plan_reassignment("t", 1, Some(&[1]))),
+            ResponseError::UnknownTopicOrPartition
+        );
+        assert_eq!(
+            err(s.plan_reassignment("u", 0, Some(&[1]))),
+            ResponseError::UnknownTopicOrPartition
+        );
+        for bad in [&[][..], &[1, 1], &[1, 9]] {
+            assert_eq!(
+                err(s.plan_reassignment("t", 0, Some(bad))),
+                ResponseError::InvalidReplicaAssignment
+            );
+        }
+        assert!(
+            s.plan_reassignment("t", 0, Some(&[2, 4, 3])).unwrap().is_empty(),
+            "already there"
+        );
+    }
+
+    #[test]
     fn apply_validates_and_leaves_the_state_unchanged_on_refusal() {
         let mut s = cluster(&[(1, Some("r1")), (2, Some("r2"))]);
         let before = s.clone();
@@ -1063,6 +1274,7 @@ mod tests {
                 topic_id: vec![1; 16],
                 partition_index: 0,
                 replicas: vec![2],
+                ..Default::default()
             })
             .into(),
         )

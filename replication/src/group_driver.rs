@@ -24,12 +24,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::PathBuf;
 
-use raft::prelude::{ConfState, Entry, EntryType, Message, Ready};
+use raft::prelude::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message, Ready};
 use raft::{Config, RawNode, StateRole};
 use skiff_storage::LogConfig;
 use skiff_storage::batch;
 
-use crate::raft_log::{LogStorage, RaftLogError, is_data_entry};
+use crate::raft_log::{LogStorage, RaftLogError, is_conf_change, is_data_entry};
 
 /// Identifies one Raft group (one partition) across the cluster; the broker maps it to a
 /// topic-partition.
@@ -84,6 +84,22 @@ pub struct ReplicaSpec {
     /// A fixed election timeout in ticks (at least `election_tick`) instead of raft-rs's random
     /// one: deterministic tests, or a placement policy that spreads leaders over brokers.
     pub election_timeout: Option<usize>,
+}
+
+/// A group's Raft configuration: voters (in a joint configuration, the incoming ones), the
+/// outgoing voters of a joint configuration, learners, and whether a change is still pending.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GroupConf {
+    pub voters: Vec<NodeId>,
+    pub outgoing: Vec<NodeId>,
+    pub learners: Vec<NodeId>,
+    pub pending: bool,
+}
+
+fn sorted(mut ids: Vec<NodeId>) -> Vec<NodeId> {
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }
 
 /// Where an accepted proposal will sit in the Raft log: it is committed (acks=all may answer)
@@ -399,6 +415,37 @@ impl GroupDriver {
         Some((last, matched))
     }
 
+    /// The group's configuration as this replica has applied it.
+    pub fn conf(&self, group: GroupId) -> Option<GroupConf> {
+        let r = self.groups.get(&group)?;
+        let cs = r.raw.raft.prs().conf().to_conf_state();
+        Some(GroupConf {
+            voters: sorted(cs.voters),
+            outgoing: sorted(cs.voters_outgoing),
+            learners: sorted(cs.learners.into_iter().chain(cs.learners_next).collect()),
+            pending: r.raw.raft.has_pending_conf(),
+        })
+    }
+
+    /// On the leader: proposes a configuration change (one at a time: refused while another is
+    /// pending or the group is in a joint configuration, which raft-rs leaves by itself).
+    pub fn propose_conf_change(&mut self, group: GroupId, cc: ConfChangeV2) -> Result<(), DriverError> {
+        let r = self.groups.get_mut(&group).ok_or(DriverError::UnknownGroup(group))?;
+        if r.raw.raft.state != StateRole::Leader {
+            let leader = (r.raw.raft.leader_id != 0).then_some(r.raw.raft.leader_id);
+            return Err(DriverError::NotLeader { group, leader });
+        }
+        if r.raw.raft.has_pending_conf() || !r.raw.raft.prs().conf().to_conf_state().voters_outgoing.is_empty() {
+            return Err(DriverError::ProposalDropped { group });
+        }
+        r.raw.propose_conf_change(vec![], cc).map_err(|source| match source {
+            raft::Error::ProposalDropped => DriverError::ProposalDropped { group },
+            source => DriverError::Raft { group, source },
+        })?;
+        self.dirty.insert(group);
+        Ok(())
+    }
+
     /// Asks the leader of `group` (this replica) to hand leadership to `to` (Raft thesis §3.10).
     pub fn transfer_leader(&mut self, group: GroupId, to: NodeId) -> Result<(), DriverError> {
         let r = self.groups.get_mut(&group).ok_or(DriverError::UnknownGroup(group))?;
@@ -432,7 +479,7 @@ impl GroupDriver {
                     });
                 }
                 push_messages(&mut out, id, ready.take_messages());
-                apply(&r.store, id, ready.take_committed_entries(), &mut out)?;
+                apply(r, id, ready.take_committed_entries(), &mut out)?;
                 r.store
                     .append_unsynced(ready.entries(), now_ms)
                     .map_err(|source| DriverError::Storage { group: id, source })
@@ -523,7 +570,7 @@ impl GroupDriver {
             r.store.note_commit(commit);
         }
         push_messages(out, id, light.take_messages());
-        apply(&r.store, id, light.take_committed_entries(), out)?;
+        apply(r, id, light.take_committed_entries(), out)?;
         r.raw.advance_apply();
 
         let leader = (r.raw.raft.leader_id, r.raw.raft.term);
@@ -561,20 +608,18 @@ fn push_messages(out: &mut Output, group: GroupId, msgs: Vec<Message>) {
     }
 }
 
-/// Reports committed data entries with their Kafka offsets. Configuration changes are refused
-/// until reassignment is built (they would need `apply_conf_change`).
-fn apply(store: &LogStorage, group: GroupId, entries: Vec<Entry>, out: &mut Output) -> Result<(), DriverError> {
+/// Reports committed data entries with their Kafka offsets and applies committed
+/// configuration changes (persisting the configuration they produce).
+fn apply(r: &mut Replica, group: GroupId, entries: Vec<Entry>, out: &mut Output) -> Result<(), DriverError> {
     for e in entries {
-        if e.entry_type != EntryType::EntryNormal as i32 {
-            return Err(DriverError::Unsupported {
-                group,
-                reason: format!("configuration change at index {} (not built yet)", e.index),
-            });
+        if is_conf_change(&e) {
+            apply_conf_change(r, group, &e)?;
+            continue;
         }
         if !is_data_entry(&e) {
             continue;
         }
-        let offsets = store.offsets_of_index(e.index).ok_or_else(|| DriverError::Storage {
+        let offsets = r.store.offsets_of_index(e.index).ok_or_else(|| DriverError::Storage {
             group,
             source: RaftLogError::InvalidEntry {
                 index: e.index,
@@ -589,6 +634,26 @@ fn apply(store: &LogStorage, group: GroupId, entries: Vec<Entry>, out: &mut Outp
         });
     }
     Ok(())
+}
+
+fn apply_conf_change(r: &mut Replica, group: GroupId, e: &Entry) -> Result<(), DriverError> {
+    use prost_011::Message as _;
+    let invalid = |reason: String| DriverError::Storage {
+        group,
+        source: RaftLogError::InvalidEntry { index: e.index, reason },
+    };
+    let result = if e.entry_type == EntryType::EntryConfChangeV2 as i32 {
+        let cc = ConfChangeV2::decode(e.data.as_slice()).map_err(|d| invalid(d.to_string()))?;
+        r.raw.apply_conf_change(&cc)
+    } else {
+        let cc = ConfChange::decode(e.data.as_slice()).map_err(|d| invalid(d.to_string()))?;
+        r.raw.apply_conf_change(&cc)
+    };
+    let cs = result.map_err(|source| DriverError::Raft { group, source })?;
+    tracing::info!(%group, index = e.index, voters = ?cs.voters, outgoing = ?cs.voters_outgoing, learners = ?cs.learners, "raft configuration changed");
+    r.store
+        .set_conf_state(cs, e.index)
+        .map_err(|source| DriverError::Storage { group, source })
 }
 
 /// A `slog` drain that forwards raft-rs's own logging to `tracing` (message only, without its

@@ -91,4 +91,5 @@ pub mod lost_log;
 pub mod metadata_records;
 pub mod offset_translator;
 pub mod raft_log;
+pub mod reassignment;
 pub mod transport;

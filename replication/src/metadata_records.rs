@@ -209,7 +209,10 @@ pub struct DeleteTopicConfig {
     pub name: String,
 }
 
-/// A partition's replica set changes (reassignment); its Raft group stays the same.
+/// A partition's replica set changes (reassignment); its Raft group stays the same. Like
+/// KRaft's `PartitionChangeRecord`, a reassignment in progress lists every replica that may be
+/// in the group (`replicas`: the target first, then the leaving ones) and which of them join
+/// (`adding`) and leave (`removing`); it completes with a record of the target alone.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct ChangePartitionReplicas {
     #[prost(bytes = "vec", tag = "1")]
@@ -218,6 +221,14 @@ pub struct ChangePartitionReplicas {
     pub partition_index: i32,
     #[prost(int32, repeated, tag = "3")]
     pub replicas: Vec<BrokerId>,
+    #[prost(int32, repeated, tag = "4")]
+    pub adding: Vec<BrokerId>,
+    #[prost(int32, repeated, tag = "5")]
+    pub removing: Vec<BrokerId>,
+    /// Sent by the partition's leader once its Raft configuration is `replicas`: ignored unless
+    /// that is still the reassignment's target (a newer reassignment may have replaced it).
+    #[prost(bool, tag = "6")]
+    pub complete: bool,
 }
 
 /// A partition's leader and in-sync replicas as its Raft leader reports them (KRaft's
@@ -367,7 +378,10 @@ pub(crate) mod tests {
             Kind::ChangePartitionReplicas(ChangePartitionReplicas {
                 topic_id: vec![9; 16],
                 partition_index: 0,
-                replicas: vec![1],
+                replicas: vec![1, 2],
+                adding: vec![2],
+                removing: vec![],
+                complete: false,
             })
             .into(),
             Kind::FenceBroker(FenceBroker {

@@ -33,6 +33,14 @@
 //! (`set_hard_state` on a term or vote change, `set_commit`, or `persist_commit` on Kafka's
 //! `replica.high.watermark.checkpoint.interval.ms`). After a crash the replica restarts from an
 //! older commit index and learns the rest from its leader.
+//!
+//! Configuration changes (reassignment): the conf state in `raft-state` must be the one every
+//! committed conf-change entry up to its commit index produced, because raft-rs restarts with
+//! `applied` = that commit index and never re-applies below it. A conf change is applied (and
+//! `set_conf_state` writes it) only after its entry is committed, so a commit index written in
+//! between could cover a change the conf state lacks: every write of `raft-state` therefore
+//! keeps its commit index below the first committed conf change not applied yet, and the
+//! restarted replica is handed that change again.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -74,6 +82,11 @@ pub fn is_data_entry(e: &Entry) -> bool {
     e.entry_type == EntryType::EntryNormal as i32 && !e.data.is_empty()
 }
 
+/// Whether an entry changes the group's configuration.
+pub fn is_conf_change(e: &Entry) -> bool {
+    e.entry_type == EntryType::EntryConfChange as i32 || e.entry_type == EntryType::EntryConfChangeV2 as i32
+}
+
 /// The Raft log of one partition replica. Cheap to clone; clones share state (as `MemStorage`).
 #[derive(Debug, Clone)]
 pub struct LogStorage {
@@ -88,6 +101,8 @@ struct Inner {
     /// The commit index `raft-state` holds.
     persisted_commit: u64,
     conf_state: ConfState,
+    /// The index of the last conf-change entry `conf_state` includes.
+    conf_index: u64,
     snapshot_index: u64,
     snapshot_term: u64,
     translator: OffsetTranslator,
@@ -155,8 +170,16 @@ impl LogStorage {
             push_term(&mut terms, index, term);
             index += 1;
         }
+        // Every conf change at or below the written commit index is in the written conf state
+        // (see the module doc).
+        let conf_index = non_data
+            .range(..=hard_state.commit)
+            .rev()
+            .find(|(_, e)| is_conf_change(e))
+            .map_or(snapshot_index, |(&i, _)| i);
         let mut inner = Inner {
             dir,
+            conf_index,
             persisted_commit: hard_state.commit,
             hard_state,
             conf_state,
@@ -239,7 +262,7 @@ impl LogStorage {
     /// Writes `raft-state` if its commit index lags the one in memory; returns whether it did.
     pub fn persist_commit(&self) -> Result<bool, RaftLogError> {
         let mut inner = self.wl();
-        if inner.persisted_commit == inner.hard_state.commit {
+        if inner.persisted_commit == inner.writable_commit() {
             return Ok(false);
         }
         inner.save_state()?;
@@ -257,10 +280,20 @@ impl LogStorage {
         inner.save_state()
     }
 
-    pub fn set_conf_state(&self, cs: ConfState) -> Result<(), RaftLogError> {
+    /// Records the configuration produced by applying the committed (and durable) conf-change
+    /// entry at `index`. The commit index written with it covers `index`: a restart must not
+    /// hand raft-rs that entry to apply a second time.
+    pub fn set_conf_state(&self, cs: ConfState, index: u64) -> Result<(), RaftLogError> {
         let mut inner = self.wl();
         inner.conf_state = cs;
+        inner.conf_index = inner.conf_index.max(index);
+        inner.hard_state.commit = inner.hard_state.commit.max(index);
         inner.save_state()
+    }
+
+    /// The configuration as last applied (what a restart begins from).
+    pub fn conf_state(&self) -> ConfState {
+        self.rl().conf_state.clone()
     }
 
     /// The Kafka offset after the last committed data entry: consumers never read past it.
@@ -355,16 +388,26 @@ impl Inner {
 
     /// Writes `raft-state`, first fsyncing any unsynced batches: its commit index may point into
     /// them, and a durable commit index past the durable log would not reopen.
+    /// The commit index `raft-state` may hold: below the first conf change not applied yet.
+    fn writable_commit(&self) -> u64 {
+        let unapplied = self
+            .non_data
+            .range(self.conf_index + 1..)
+            .find(|(_, e)| is_conf_change(e))
+            .map(|(&i, _)| i);
+        match unapplied {
+            Some(i) => self.hard_state.commit.min(i - 1),
+            None => self.hard_state.commit,
+        }
+    }
+
     fn save_state(&mut self) -> Result<(), RaftLogError> {
         self.sync(0)?;
-        let payload = encode_state(
-            &self.hard_state,
-            &self.conf_state,
-            self.snapshot_index,
-            self.snapshot_term,
-        );
+        let mut hard_state = self.hard_state.clone();
+        hard_state.commit = self.writable_commit();
+        let payload = encode_state(&hard_state, &self.conf_state, self.snapshot_index, self.snapshot_term);
         checkpoint::write(&self.dir.join(RAFT_STATE), &payload)?;
-        self.persisted_commit = self.hard_state.commit;
+        self.persisted_commit = hard_state.commit;
         Ok(())
     }
 
