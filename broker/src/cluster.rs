@@ -25,6 +25,9 @@
 //!   brokers that host no replica of a partition still answer Metadata truthfully.
 
 mod preferred_leader;
+mod reassignment;
+
+pub use reassignment::OngoingReassignment;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -161,6 +164,8 @@ pub struct Cluster {
     registered: std::sync::atomic::AtomicBool,
     /// When leaders last looked for partitions to hand back (`preferred_leader.rs`).
     last_rebalance: Mutex<Instant>,
+    /// When leaders last stepped the reassignments they lead (`reassignment.rs`).
+    last_reassignment_step: Mutex<Instant>,
     /// Wakes the loop after a proposal.
     wake: Notify,
 }
@@ -228,6 +233,7 @@ impl Cluster {
             heard: Mutex::new(std::collections::HashSet::new()),
             registered: std::sync::atomic::AtomicBool::new(false),
             last_rebalance: Mutex::new(Instant::now()),
+            last_reassignment_step: Mutex::new(Instant::now()),
             wake: Notify::new(),
         });
         broker.set_cluster(Arc::clone(&cluster));
@@ -372,6 +378,7 @@ impl Cluster {
         }
         if tick {
             self.rebalance_leaders(&mut driver);
+            self.step_reassignments(&mut driver);
         }
         for (group, e) in &out.failed {
             if let Some(p) = read(&self.replicas).get(group)
@@ -494,6 +501,9 @@ impl Cluster {
         }
         for (group, (t, index, p)) in wanted {
             if let Some(existing) = replicas.get(&group) {
+                if let Some(r) = existing.replica() {
+                    r.set_replicas(&p.replicas);
+                }
                 // Topic configs changed in the metadata log reach the hosted log here.
                 let config = topic_config::log_config(&self.config, &t.configs);
                 let changed = existing.with_log(|log| *log.config() != config);
@@ -512,7 +522,9 @@ impl Cluster {
             let spec = ReplicaSpec {
                 dir: partition_dir(&self.config.data_dir, &t.name, index, group),
                 log_config: topic_config::log_config(&self.config, &topic.configs),
-                voters: p.replicas.iter().map(|&b| raft_id(b)).collect(),
+                // A replica that joins later starts from the group's first configuration and
+                // replays the changes in the log it is sent.
+                voters: p.initial_replicas.iter().map(|&b| raft_id(b)).collect(),
                 election_timeout: None,
             };
             if let Err(e) = driver.open_group(group, &spec) {
@@ -549,7 +561,7 @@ impl Cluster {
             if is_leader {
                 role.next_offset = replica.store.log_end_offset();
                 role.producers_stale = true;
-                role.isr = replica.replicas.clone();
+                role.isr = replica.replicas();
             } else {
                 role.isr.clear();
             }
@@ -557,7 +569,7 @@ impl Cluster {
         if is_leader {
             let now = Instant::now();
             let mut caught_up = lock(&self.caught_up);
-            for &b in &replica.replicas {
+            for b in replica.replicas() {
                 caught_up.insert((change.group, b), now);
             }
             if partition.topic == OFFSETS_TOPIC {
@@ -591,9 +603,8 @@ impl Cluster {
                 }
             }
             let isr: Vec<BrokerId> = r
-                .replicas
-                .iter()
-                .copied()
+                .replicas()
+                .into_iter()
                 .filter(|&b| {
                     b == self.me
                         || caught_up

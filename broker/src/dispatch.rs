@@ -44,6 +44,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::DescribeLogDirs, 1, 4),
     (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::AlterPartitionReassignments, 0, 1),
+    (ApiKey::ListPartitionReassignments, 0, 0),
 ];
 
 pub fn supported_range(api: ApiKey) -> Option<(i16, i16)> {
@@ -185,6 +187,12 @@ async fn route(ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> {
         RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(handlers::offset_delete::handle(ctx, r).await),
         RequestKind::DescribeLogDirs(r) => ResponseKind::DescribeLogDirs(handlers::describe_log_dirs::handle(ctx, r)),
         RequestKind::ElectLeaders(r) => ResponseKind::ElectLeaders(handlers::elect_leaders::handle(ctx, r)),
+        RequestKind::AlterPartitionReassignments(r) => {
+            ResponseKind::AlterPartitionReassignments(handlers::alter_partition_reassignments::handle(ctx, r))
+        }
+        RequestKind::ListPartitionReassignments(r) => {
+            ResponseKind::ListPartitionReassignments(handlers::list_partition_reassignments::handle(ctx, r))
+        }
         other => {
             // Unreachable while SUPPORTED and this match agree; a test checks that they do.
             tracing::error!(request = ?std::mem::discriminant(&other), "no handler for a supported API");

@@ -53,8 +53,9 @@ enum Backend {
 pub struct Replica {
     pub group: GroupId,
     pub store: LogStorage,
-    /// Every replica of the partition, the preferred leader first.
-    pub replicas: Vec<BrokerId>,
+    /// Every replica of the partition, the preferred leader first (during a reassignment, the
+    /// target's and the leaving ones); the metadata log changes it.
+    replicas: Mutex<Vec<BrokerId>>,
     role: Mutex<Role>,
     cluster: Weak<Cluster>,
 }
@@ -84,6 +85,17 @@ impl Replica {
 
     pub fn cluster(&self) -> Option<Arc<Cluster>> {
         self.cluster.upgrade()
+    }
+
+    pub fn replicas(&self) -> Vec<BrokerId> {
+        self.replicas.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set_replicas(&self, replicas: &[BrokerId]) {
+        let mut current = self.replicas.lock().unwrap_or_else(|p| p.into_inner());
+        if *current != replicas {
+            *current = replicas.to_vec();
+        }
     }
 }
 
@@ -130,7 +142,7 @@ impl Partition {
             backend: Backend::Replicated(Replica {
                 group,
                 store,
-                replicas,
+                replicas: Mutex::new(replicas),
                 role: Mutex::new(Role::default()),
                 cluster,
             }),

@@ -20,11 +20,6 @@ use raft::prelude::{ConfChangeSingle, ConfChangeTransition, ConfChangeType, Conf
 
 use crate::group_driver::{GroupConf, NodeId};
 
-/// A learner whose log is within this many entries of the leader's counts as caught up: under
-/// a steady produce load its matched index trails the leader's last index by the entries in
-/// flight, so demanding equality could postpone a promotion indefinitely.
-pub const LEARNER_CATCH_UP_ENTRIES: u64 = 64;
-
 /// What the leader of a group should do next to reach the target replica set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
@@ -68,19 +63,19 @@ impl Step {
 }
 
 /// The next step for the leader `me` of a group with configuration `conf` towards the voters
-/// `target`, given the leader's last index and every replica's matched index.
-pub fn next_step(me: NodeId, conf: &GroupConf, target: &[NodeId], last_index: u64, matched: &[(NodeId, u64)]) -> Step {
+/// `target`, given the group's commit index and every replica's matched index. A replica counts
+/// as caught up once it holds everything committed: under a steady produce load its log trails
+/// the leader's last index by the entries in flight, as the voters' do, so demanding the last
+/// index could postpone a promotion indefinitely, while a replica that was never heard from
+/// (matched 0) never qualifies.
+pub fn next_step(me: NodeId, conf: &GroupConf, target: &[NodeId], commit: u64, matched: &[(NodeId, u64)]) -> Step {
     if conf.pending || !conf.outgoing.is_empty() || target.is_empty() {
         return Step::Wait;
     }
     let target: BTreeSet<NodeId> = target.iter().copied().collect();
     let voters: BTreeSet<NodeId> = conf.voters.iter().copied().collect();
     let learners: BTreeSet<NodeId> = conf.learners.iter().copied().collect();
-    let caught_up = |id: NodeId| {
-        matched
-            .iter()
-            .any(|&(n, m)| n == id && m + LEARNER_CATCH_UP_ENTRIES >= last_index)
-    };
+    let caught_up = |id: NodeId| matched.iter().any(|&(n, m)| n == id && m > 0 && m >= commit);
     // The most caught-up voter that stays, other than the leader.
     let successor = || {
         matched
@@ -164,17 +159,18 @@ mod tests {
 
     #[test]
     fn learners_that_lag_are_waited_for() {
-        let progress = vec![
-            (1, LAST),
-            (2, LAST),
-            (3, LAST),
-            (4, LAST - LEARNER_CATCH_UP_ENTRIES - 1),
-        ];
+        let progress = vec![(1, LAST + 5), (2, LAST), (3, LAST), (4, LAST - 1)];
         assert_eq!(
             next_step(1, &conf(&[1, 2, 3], &[4]), &[2, 3, 4], LAST, &progress),
             Step::Wait
         );
-        let progress = vec![(1, LAST), (2, LAST), (3, LAST), (4, LAST - LEARNER_CATCH_UP_ENTRIES)];
+        // Never heard from: not caught up even in a group that committed nothing yet.
+        let silent = vec![(1, 1), (2, 0), (3, 0), (4, 0)];
+        assert_eq!(
+            next_step(1, &conf(&[1, 2, 3], &[4]), &[2, 3, 4], 0, &silent),
+            Step::Wait
+        );
+        let progress = vec![(1, LAST + 5), (2, LAST), (3, LAST), (4, LAST)];
         assert_eq!(
             next_step(2, &conf(&[1, 2, 3], &[4]), &[2, 3, 4], LAST, &progress),
             Step::Promote {
@@ -188,7 +184,7 @@ mod tests {
     fn a_leaving_leader_hands_over_first_to_the_most_caught_up_staying_voter() {
         let progress = vec![(1, LAST), (2, LAST - 3), (3, LAST - 1), (4, LAST)];
         assert_eq!(
-            next_step(1, &conf(&[1, 2, 3], &[4]), &[2, 3, 4], LAST, &progress),
+            next_step(1, &conf(&[1, 2, 3], &[4]), &[2, 3, 4], LAST - 3, &progress),
             Step::TransferLeader(3)
         );
     }

@@ -137,8 +137,8 @@ impl Net {
         let leader = self.elect();
         let d = self.drivers.get_mut(&leader).unwrap();
         let conf = d.conf(G).unwrap();
-        let (last, matched) = d.progress(G).unwrap();
-        let step = next_step(leader, &conf, target, last, &matched);
+        let (_, matched) = d.progress(G).unwrap();
+        let step = next_step(leader, &conf, target, d.commit_index(G).unwrap(), &matched);
         match &step {
             Step::TransferLeader(to) => d.transfer_leader(G, *to).unwrap(),
             s => {

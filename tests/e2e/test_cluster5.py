@@ -2,6 +2,8 @@
 brokers may fail at once. One of the two comes back with its data dir lost and rebuilds every log — the metadata log
 and its partition replicas — from the leaders."""
 
+import time
+
 import pytest
 
 from e2e_util import admin, unique, wait_until
@@ -65,3 +67,70 @@ def test_two_brokers_lost_one_rebuilt_from_an_empty_disk(cluster):
         md = client.list_topics(topic=topic, timeout=5).topics[topic].partitions
         return all(len(p.isrs) == NODES and p.leader == p.replicas[0] for p in md.values())
     wait_until(balanced, 60, "every partition led by its preferred replica again", interval=0.5)
+
+
+def test_replicas_move_between_brokers_while_clients_produce(cluster):
+    """AlterPartitionReassignments (kafka-python's admin client, as a user's tooling sends it): replicas move to other
+    brokers through Raft learners and a joint configuration while an idempotent acks=all producer keeps writing. Every
+    acknowledged record is on the new replicas, the brokers that left delete their copy, and a move towards a broker
+    that is down stays listed until it is cancelled."""
+    from kafka import TopicPartition as KTP
+    from kafka.admin import KafkaAdminClient
+
+    client = admin(cluster.bootstrap)
+    topic, partitions = unique("move"), 2
+    create_replicated(client, topic, partitions, replicas=3)
+    before = {p: list(m.replicas) for p, m in client.list_topics(topic=topic, timeout=5).topics[topic].partitions.items()}
+    everyone = set(range(1, NODES + 1))
+    # Partition 0 keeps one replica (not its leader) and gains the two brokers it lacked; partition 1 swaps one.
+    targets = {
+        0: sorted(everyone - set(before[0])) + [before[0][-1]],
+        1: [before[1][1], before[1][2], min(everyone - set(before[1]))],
+    }
+    kadmin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap.split(","), request_timeout_ms=30000)
+    try:
+        def move():
+            results = kadmin.alter_partition_reassignments({KTP(topic, p): t for p, t in targets.items()})
+            assert results == {KTP(topic, p): None for p in targets}, results
+
+        acked = produce_through(cluster, topic, 20000, {3000: move})
+
+        def moved():
+            if kadmin.list_partition_reassignments():
+                return False
+            md = client.list_topics(topic=topic, timeout=5).topics[topic].partitions
+            return all(list(md[p].replicas) == t and sorted(md[p].isrs) == sorted(t) for p, t in targets.items())
+        wait_until(moved, 90, f"replicas of {topic} moved to {targets} and in sync", interval=0.5)
+        first = check_partitions(cluster, client, topic, partitions, acked)
+
+        # A broker that left a partition deleted its replica; a broker that joined holds one.
+        for p in range(partitions):
+            for b in everyone:
+                dirs = list((cluster.root / f"node-{b}").glob(f"{topic}-{p}.group-*"))
+                assert bool(dirs) == (b in targets[p]), f"broker {b}, partition {p}: {dirs}"
+        # The new replica sets alone serve the same records: kill each partition's leader in turn.
+        killed = leaders(client, topic)[0]
+        cluster.kill(killed)
+        assert check_partitions(cluster, client, topic, partitions, acked, dead={killed}) == first
+        cluster.start(killed)
+        wait_until(lambda: all(n == 3 for n in isr_sizes(client, topic).values()), 60, "full ISRs again")
+
+        # A move towards a dead broker waits for it (it can never catch up) and is listed until cancelled.
+        down = min(everyone - set(targets[1]))
+        cluster.kill(down)
+        stuck = [down] + targets[1][1:]
+        assert kadmin.alter_partition_reassignments({KTP(topic, 1): stuck}) == {KTP(topic, 1): None}
+        time.sleep(2)
+        listed = kadmin.list_partition_reassignments()
+        assert listed.get(KTP(topic, 1), {}).get("adding_replicas") == [down], listed
+        assert kadmin.alter_partition_reassignments({KTP(topic, 1): None}) == {KTP(topic, 1): None}
+        wait_until(lambda: not kadmin.list_partition_reassignments(), 30, "the cancelled move gone")
+        md = client.list_topics(topic=topic, timeout=5).topics[topic].partitions[1]
+        assert sorted(md.replicas) == sorted(targets[1])
+        cluster.start(down)
+        # Cancelling what is not moving is Kafka's NO_REASSIGNMENT_IN_PROGRESS (85).
+        result = kadmin.alter_partition_reassignments({KTP(topic, 0): None})[KTP(topic, 0)]
+        assert result is not None and result.errno == 85, result
+        assert check_partitions(cluster, client, topic, partitions, acked) == first
+    finally:
+        kadmin.close()

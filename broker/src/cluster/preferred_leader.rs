@@ -36,7 +36,7 @@ impl Cluster {
         let Some(replica) = replicas.get(&group).and_then(|p| p.replica()) else {
             return false;
         };
-        let Some(&preferred) = replica.replicas.first() else {
+        let Some(&preferred) = replica.replicas().first() else {
             return false;
         };
         if preferred == self.me || !replica.role().isr.contains(&preferred) {
