@@ -10,6 +10,8 @@
 #   deploy/local-cluster.sh pause NODE           SIGSTOP one broker (a hung process: alive, silent)
 #   deploy/local-cluster.sh resume NODE          SIGCONT a paused broker
 #   deploy/local-cluster.sh status               one line per broker
+#   deploy/local-cluster.sh add                  start one more broker (node.id N+1, at most 9) that
+#                                                joins the running cluster (not a controller voter)
 #
 # Broker i (node.id i) serves Kafka clients on localhost:<i>9092 (19092, 29092, …) and replicates on
 # <i>9093; its data is in $SKIFF_CLUSTER_DIR/node-i (default ./local-cluster), its log in node-i.log.
@@ -177,5 +179,18 @@ case "$cmd" in
       echo "broker $node  localhost:$(kafka_port "$node")  $state"
     done
     ;;
-  *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  add)
+    [ -f "$DIR/cluster.conf" ] || die "no cluster in $DIR (run: $0 up N)"
+    # shellcheck source=/dev/null
+    . "$DIR/cluster.conf"
+    node=$((NODES + 1))
+    [ "$node" -le 9 ] || die "at most 9 brokers (ports <i>9092)"
+    # The controller voters stay those of `up`; the new broker follows the metadata log.
+    sed -i "s/^NODES=.*/NODES=$node/" "$DIR/cluster.conf"
+    from=$(log_lines "$node")
+    start_node "$node"
+    wait_registered "$node" "$from"
+    echo "localhost:$(kafka_port "$node")"
+    ;;
+  *) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -24,6 +24,7 @@
 //!   `replica.lag.time.max.ms`. Leaders report both to the metadata log (`PartitionLeader`), so
 //!   brokers that host no replica of a partition still answer Metadata truthfully.
 
+mod membership;
 mod preferred_leader;
 mod reassignment;
 
@@ -100,8 +101,6 @@ pub fn broker_id(node: NodeId) -> BrokerId {
 /// Why a cluster member could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    #[error("node.id {0} is not one of controller.quorum.voters")]
-    NotAVoter(BrokerId),
     #[error(transparent)]
     Transport(#[from] skiff_replication::transport::TransportError),
     #[error("metadata log: {0}")]
@@ -166,6 +165,13 @@ pub struct Cluster {
     last_rebalance: Mutex<Instant>,
     /// When leaders last stepped the reassignments they lead (`reassignment.rs`).
     last_reassignment_step: Mutex<Instant>,
+    /// Whether this broker is one of `controller.quorum.voters`; a broker added later follows
+    /// the metadata log as a Raft learner (`membership.rs`).
+    is_voter: bool,
+    /// Where this broker takes Raft traffic, as it registers it.
+    raft_endpoint: Endpoint,
+    /// Brokers whose Raft address the transport knows.
+    known_peers: Mutex<std::collections::HashSet<BrokerId>>,
     /// Wakes the loop after a proposal.
     wake: Notify,
 }
@@ -193,10 +199,10 @@ impl Cluster {
     pub async fn start(broker: &Arc<Broker>, peer_listen: SocketAddr) -> Result<Arc<Cluster>, ClusterError> {
         let config = broker.config.clone();
         let me = config.node_id;
-        if !config.controller_quorum_voters.iter().any(|v| v.id == me) {
-            return Err(ClusterError::NotAVoter(me));
-        }
         let (transport, incoming) = Transport::bind(TransportConfig::new(raft_id(me), peer_listen)).await?;
+        let voters: Vec<BrokerId> = config.controller_quorum_voters.iter().map(|v| v.id).collect();
+        let is_voter = voters.contains(&me);
+        let raft_endpoint = membership::advertised_raft_endpoint(&config, transport.local_addr());
         let mut driver = GroupDriver::new(DriverConfig::new(raft_id(me)), tracing_logger());
         let spec = ReplicaSpec {
             dir: config.data_dir.join(METADATA_DIR),
@@ -234,6 +240,9 @@ impl Cluster {
             registered: std::sync::atomic::AtomicBool::new(false),
             last_rebalance: Mutex::new(Instant::now()),
             last_reassignment_step: Mutex::new(Instant::now()),
+            is_voter,
+            raft_endpoint,
+            known_peers: Mutex::new(voters.iter().copied().collect()),
             wake: Notify::new(),
         });
         broker.set_cluster(Arc::clone(&cluster));
@@ -379,6 +388,7 @@ impl Cluster {
         if tick {
             self.rebalance_leaders(&mut driver);
             self.step_reassignments(&mut driver);
+            self.step_controller_learners(&mut driver);
         }
         for (group, e) in &out.failed {
             if let Some(p) = read(&self.replicas).get(group)
@@ -476,6 +486,7 @@ impl Cluster {
     /// opens the groups of partitions assigned to this broker, closes (and deletes) the others.
     fn reconcile(&self, driver: &mut GroupDriver, broker: &Arc<Broker>) {
         let metadata = read(&self.metadata);
+        self.learn_peers(&metadata);
         let topics: Vec<Topic> = metadata.topics().map(topic_of).collect();
         broker.mirror_topics(&topics);
         let mut wanted = HashMap::new();
@@ -1052,6 +1063,7 @@ impl Cluster {
                 .collect(),
             incarnation: self.incarnation,
             fenced: false,
+            raft_endpoint: Some(self.raft_endpoint.clone()),
         })
         .into();
         loop {
@@ -1069,6 +1081,11 @@ impl Cluster {
             }
             if let Err(e) = self.submit(std::slice::from_ref(&record)) {
                 tracing::debug!(error = %e, "registration not accepted yet");
+            }
+            if !self.is_voter {
+                // A broker that joins a running cluster is not in the controller group yet and
+                // knows no leader to forward to: it hands its registration to every voter.
+                self.propose_to_voters(std::slice::from_ref(&record));
             }
             tokio::time::sleep(REGISTER_RETRY).await;
         }

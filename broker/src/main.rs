@@ -49,7 +49,8 @@ struct Args {
     #[arg(long, env = "SKIFF_VOTERS")]
     voters: Option<String>,
     /// Address the replication (broker-to-broker) listener binds; defaults to 0.0.0.0 and the
-    /// port of this broker's entry in --voters.
+    /// port of this broker's entry in --voters. Required for a broker that is not a voter (one
+    /// added to a running cluster): it registers this address for the others to reach it.
     #[arg(long, env = "SKIFF_PEER_LISTEN")]
     peer_listen: Option<SocketAddr>,
     /// Any broker config by its Kafka name, e.g. --set num.partitions=8 --set log.retention.ms=3600000.
@@ -130,16 +131,19 @@ async fn main() -> anyhow::Result<()> {
     let broker = tokio::task::spawn_blocking(move || Broker::open(config)).await??;
     if broker.config.is_cluster() {
         let me = broker.config.node_id;
-        let port = broker
+        let voter_port = broker
             .config
             .controller_quorum_voters
             .iter()
             .find(|v| v.id == me)
-            .map(|v| v.port)
-            .with_context(|| format!("node.id {me} is not one of controller.quorum.voters"))?;
-        let peer_listen = args
-            .peer_listen
-            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], port)));
+            .map(|v| v.port);
+        let peer_listen = match (args.peer_listen, voter_port) {
+            (Some(addr), _) => addr,
+            (None, Some(port)) => SocketAddr::from(([0, 0, 0, 0], port)),
+            (None, None) => anyhow::bail!(
+                "node.id {me} is not one of controller.quorum.voters: a broker joining a running cluster needs --peer-listen"
+            ),
+        };
         skiff_broker::cluster::Cluster::start(&broker, peer_listen)
             .await
             .context("cannot join the cluster")?;

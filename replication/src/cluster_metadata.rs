@@ -49,6 +49,8 @@ pub struct BrokerInfo {
     pub incarnation: u64,
     /// Fenced brokers are registered but not live: no new replicas or leaderships go to them.
     pub fenced: bool,
+    /// Where it takes Raft traffic, when it said so.
+    pub raft_endpoint: Option<Endpoint>,
 }
 
 /// One partition: its replicas (the first is the preferred leader) and its Raft group.
@@ -306,6 +308,7 @@ impl ClusterMetadata {
             Kind::ChangePartitionReplicas(r) => self.change_replicas(r),
             Kind::PartitionLeader(r) => self.set_leader(r),
             Kind::CreatePartitions(r) => self.add_partitions(r),
+            Kind::UnregisterBroker(r) => self.unregister_broker(r.broker_id),
             Kind::ElectPreferredLeader(r) => {
                 let id = self.known_topic(&r.topic_id)?;
                 let known = usize::try_from(r.partition_index)
@@ -385,9 +388,36 @@ impl ClusterMetadata {
                 endpoints: r.endpoints.clone(),
                 incarnation: r.incarnation,
                 fenced: r.fenced,
+                raft_endpoint: r.raft_endpoint.clone(),
             },
         );
         Ok(())
+    }
+
+    fn unregister_broker(&mut self, broker: BrokerId) -> Result<(), ApplyError> {
+        if !self.brokers.contains_key(&broker) {
+            return Err(ApplyError::UnknownBroker(broker));
+        }
+        if let Some(where_) = self.replicas_on(broker).first() {
+            return Err(ApplyError::InvalidAssignment(format!(
+                "broker {broker} still holds a replica of {where_}"
+            )));
+        }
+        self.brokers.remove(&broker);
+        Ok(())
+    }
+
+    /// The partitions (`topic-index`) with a replica on `broker`, a reassignment's included.
+    pub fn replicas_on(&self, broker: BrokerId) -> Vec<String> {
+        self.topics
+            .values()
+            .flat_map(|t| {
+                (0..)
+                    .zip(&t.partitions)
+                    .filter(move |(_, p)| p.replicas.contains(&broker))
+                    .map(move |(i, _): (i32, _)| format!("{}-{i}", t.name))
+            })
+            .collect()
     }
 
     fn set_fenced(&mut self, broker: BrokerId, incarnation: u64, fenced: bool) -> Result<(), ApplyError> {
@@ -855,7 +885,7 @@ mod tests {
 
     use super::*;
     use crate::metadata_records::{
-        DeleteTopicConfig, FenceBroker, SetTopicConfig, UnfenceBroker, decode_batches, encode_batch,
+        DeleteTopicConfig, FenceBroker, SetTopicConfig, UnfenceBroker, UnregisterBroker, decode_batches, encode_batch,
     };
 
     fn register(id: BrokerId, rack: Option<&str>) -> MetadataRecord {
@@ -868,6 +898,7 @@ mod tests {
                 port: 9092,
             }],
             incarnation: 1,
+            raft_endpoint: None,
             fenced: true,
         })
         .into()
@@ -1206,6 +1237,39 @@ mod tests {
             s.plan_reassignment("t", 0, Some(&[2, 4, 3])).unwrap().is_empty(),
             "already there"
         );
+    }
+
+    #[test]
+    fn a_broker_is_unregistered_only_once_it_holds_no_replica() {
+        let mut s = cluster(&[(1, None), (2, None), (3, None)]);
+        let mut create = s.plan_create_topic("t", 1, 2, &BTreeMap::new(), [1; 16]).unwrap();
+        if let Some(Kind::CreateTopic(c)) = &mut create[0].kind {
+            c.partitions[0].replicas = vec![1, 3];
+        }
+        assert!(s.apply_all(&create).is_empty());
+        let unregister = |b| -> MetadataRecord { Kind::UnregisterBroker(UnregisterBroker { broker_id: b }).into() };
+        assert_eq!(s.replicas_on(3), vec!["t-0".to_string()]);
+        assert!(matches!(s.apply(&unregister(3)), Err(ApplyError::InvalidAssignment(_))));
+        // During the move away its replica still counts.
+        assert!(
+            s.apply_all(&s.plan_reassignment("t", 0, Some(&[1, 2])).unwrap())
+                .is_empty()
+        );
+        assert!(matches!(s.apply(&unregister(3)), Err(ApplyError::InvalidAssignment(_))));
+        let done: MetadataRecord = Kind::ChangePartitionReplicas(ChangePartitionReplicas {
+            topic_id: vec![1; 16],
+            partition_index: 0,
+            replicas: vec![1, 2],
+            complete: true,
+            ..Default::default()
+        })
+        .into();
+        s.apply(&done).unwrap();
+        assert!(s.replicas_on(3).is_empty());
+        s.apply(&unregister(3)).unwrap();
+        assert!(s.broker(3).is_none());
+        assert_eq!(s.apply(&unregister(3)), Err(ApplyError::UnknownBroker(3)));
+        assert_eq!(s.live_brokers().count(), 2, "new topics no longer go to it");
     }
 
     #[test]

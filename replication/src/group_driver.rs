@@ -339,6 +339,13 @@ impl GroupDriver {
     /// Delivers a Raft message that arrived for `group`.
     pub fn step(&mut self, group: GroupId, mut msg: Message) -> Result<(), DriverError> {
         let r = self.groups.get_mut(&group).ok_or(DriverError::UnknownGroup(group))?;
+        // A proposal from another broker is appended as it is: it must hold what a local one
+        // may (one valid batch per entry), or the storage would refuse it and stop the group.
+        if msg.msg_type == raft::prelude::MessageType::MsgPropose as i32 {
+            for e in &msg.entries {
+                check_one_batch(group, &e.data)?;
+            }
+        }
         self.dirty.insert(group);
         if let Some(c) = crate::lost_log::correct(&mut r.raw, &mut msg) {
             tracing::warn!(group = %group, correction = ?c, "a replica lost log entries it had acknowledged");
@@ -356,16 +363,7 @@ impl GroupDriver {
             return Err(DriverError::NotLeader { group, leader });
         }
         // The storage refuses a malformed entry, which would stop the replica: refuse it here.
-        let header = batch::validate(&kafka_batch).map_err(|e| DriverError::InvalidBatch {
-            group,
-            reason: e.to_string(),
-        })?;
-        if header.total_size() != kafka_batch.len() {
-            return Err(DriverError::InvalidBatch {
-                group,
-                reason: "exactly one record batch per proposal".into(),
-            });
-        }
+        check_one_batch(group, &kafka_batch)?;
         r.raw.propose(vec![], kafka_batch).map_err(|source| match source {
             raft::Error::ProposalDropped => DriverError::ProposalDropped { group },
             source => DriverError::Raft { group, source },
@@ -385,16 +383,7 @@ impl GroupDriver {
         if r.raw.raft.state == StateRole::Leader {
             return self.propose(group, kafka_batch).map(drop);
         }
-        let header = batch::validate(&kafka_batch).map_err(|e| DriverError::InvalidBatch {
-            group,
-            reason: e.to_string(),
-        })?;
-        if header.total_size() != kafka_batch.len() {
-            return Err(DriverError::InvalidBatch {
-                group,
-                reason: "exactly one record batch per proposal".into(),
-            });
-        }
+        check_one_batch(group, &kafka_batch)?;
         r.raw.propose(vec![], kafka_batch).map_err(|source| match source {
             raft::Error::ProposalDropped => DriverError::ProposalDropped { group },
             source => DriverError::Raft { group, source },
@@ -599,6 +588,38 @@ impl GroupDriver {
         self.groups.remove(&id);
         self.dirty.remove(&id);
         out.failed.push((id, err));
+    }
+}
+
+/// What a proposed entry must be: exactly one valid Kafka record batch.
+fn check_one_batch(group: GroupId, kafka_batch: &[u8]) -> Result<(), DriverError> {
+    let header = batch::validate(kafka_batch).map_err(|e| DriverError::InvalidBatch {
+        group,
+        reason: e.to_string(),
+    })?;
+    if header.total_size() != kafka_batch.len() {
+        return Err(DriverError::InvalidBatch {
+            group,
+            reason: "exactly one record batch per proposal".into(),
+        });
+    }
+    Ok(())
+}
+
+/// A proposal for `to`'s replica of a group, from a broker that hosts no replica of it (or knows
+/// no leader): raft-rs appends it on a leader and forwards it from a follower. The batch is
+/// validated like a local proposal by whoever appends it.
+pub fn remote_proposal(from: NodeId, to: NodeId, kafka_batch: Vec<u8>) -> Message {
+    Message {
+        msg_type: raft::prelude::MessageType::MsgPropose as i32,
+        to,
+        from,
+        entries: vec![Entry {
+            entry_type: EntryType::EntryNormal as i32,
+            data: kafka_batch,
+            ..Default::default()
+        }],
+        ..Default::default()
     }
 }
 

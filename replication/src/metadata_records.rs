@@ -38,7 +38,7 @@ pub type BrokerId = i32;
 /// One entry of the metadata log; exactly one variant is set.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct MetadataRecord {
-    #[prost(oneof = "metadata_record::Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11")]
+    #[prost(oneof = "metadata_record::Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12")]
     pub kind: Option<metadata_record::Kind>,
 }
 
@@ -68,6 +68,8 @@ pub mod metadata_record {
         ElectPreferredLeader(super::ElectPreferredLeader),
         #[prost(message, tag = "11")]
         CreatePartitions(super::CreatePartitions),
+        #[prost(message, tag = "12")]
+        UnregisterBroker(super::UnregisterBroker),
     }
 }
 
@@ -119,6 +121,18 @@ pub struct RegisterBroker {
     /// A broker registers fenced and is unfenced once it has caught up (as in KRaft).
     #[prost(bool, tag = "5")]
     pub fenced: bool,
+    /// Where the broker takes Raft traffic: how the others reach a broker that joined after
+    /// the cluster was configured (controller voters are known from their configuration).
+    #[prost(message, optional, tag = "6")]
+    pub raft_endpoint: Option<Endpoint>,
+}
+
+/// A decommissioned broker leaves the cluster (Kafka's UnregisterBroker): refused while it
+/// still holds replicas.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct UnregisterBroker {
+    #[prost(int32, tag = "1")]
+    pub broker_id: BrokerId,
 }
 
 /// The broker stopped heartbeating: it gets no new leaderships or replicas.
@@ -343,8 +357,14 @@ pub(crate) mod tests {
                 }],
                 incarnation: 7,
                 fenced: true,
+                raft_endpoint: Some(Endpoint {
+                    name: "RAFT".into(),
+                    host: "h1".into(),
+                    port: 9093,
+                }),
             })
             .into(),
+            Kind::UnregisterBroker(UnregisterBroker { broker_id: 4 }).into(),
             Kind::UnfenceBroker(UnfenceBroker {
                 broker_id: 1,
                 incarnation: 7,

@@ -197,6 +197,7 @@ fn register(id: BrokerId) -> MetadataRecord {
         }],
         incarnation: 100 + id as u64,
         fenced: true,
+        raft_endpoint: None,
     })
     .into()
 }

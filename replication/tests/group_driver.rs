@@ -16,7 +16,7 @@ use common::wire::Wire;
 use common::{all_batches, kafka_batch, tag_of};
 use skiff_replication::group_driver::{
     Committed, DriverConfig, DriverError, ELECTION_TICK_DEFAULT, GroupDriver, GroupId, NodeId, Output, Proposal,
-    ReplicaSpec, tracing_logger,
+    ReplicaSpec, remote_proposal, tracing_logger,
 };
 use skiff_storage::LogConfig;
 
@@ -521,6 +521,15 @@ fn proposals_are_validated_and_a_single_replica_group_commits_after_its_own_fsyn
         d.propose(GroupId(7), two),
         Err(DriverError::InvalidBatch { .. })
     ));
+    // Proposals from other brokers (a broker joining the cluster registers so) are checked the
+    // same way before raft-rs appends them.
+    let mut bad = kafka_batch(1, b"a");
+    bad[20] ^= 1;
+    assert!(matches!(
+        d.step(GroupId(7), remote_proposal(9, 1, bad)),
+        Err(DriverError::InvalidBatch { .. })
+    ));
+    assert!(d.process_ready(0).committed.is_empty(), "nothing appended");
     let p = d.propose(GroupId(7), kafka_batch(2, b"ok")).unwrap();
     let out = d.process_ready(0);
     assert_eq!(out.log_syncs, 1);
@@ -543,4 +552,16 @@ fn proposals_are_validated_and_a_single_replica_group_commits_after_its_own_fsyn
     d.open_group(GroupId(7), &spec).unwrap();
     assert_eq!(d.commit_index(GroupId(7)), Some(p.index));
     assert_eq!(d.store(GroupId(7)).unwrap().high_watermark(), 2);
+    for _ in 0..=2 * ELECTION_TICK_DEFAULT {
+        d.tick();
+        d.process_ready(0);
+    }
+    d.step(GroupId(7), remote_proposal(9, 1, kafka_batch(3, b"remote")))
+        .unwrap();
+    let out = d.process_ready(0);
+    assert_eq!(
+        out.committed.last().map(|c| c.offsets.clone()),
+        Some(2..5),
+        "a valid remote proposal commits"
+    );
 }
