@@ -44,8 +44,8 @@ step "tests"
 cargo nextest run --workspace --locked --no-fail-fast
 
 # --- e2e (tests/e2e): the broker binary against real Kafka clients (confluent-kafka, kafka-python, kcat) ---
-step "e2e: cargo build -p skiff-broker"
-cargo build -q -p skiff-broker --locked
+step "e2e: cargo build -p skiff-broker -p skiff-ctl"
+cargo build -q -p skiff-broker -p skiff-ctl --locked
 step "e2e: pytest tests/e2e"
 .venv/bin/python -m pytest -q -rs tests/e2e
 # --- end e2e ---

@@ -13,9 +13,10 @@ use crate::consume::{ConsumeArgs, Renderer};
 use crate::error::{CtlError, Result};
 use crate::group::GroupCommand;
 use crate::output::Format;
+use crate::partition::PartitionCommand;
 use crate::produce::ProduceArgs;
 use crate::topic::TopicCommand;
-use crate::{Status, cluster, configs, consume, group, produce, topic};
+use crate::{Status, cluster, configs, consume, group, partition, produce, topic};
 
 const AFTER_HELP: &str = "\
 Exit status: 0 success, 1 error (unreachable broker, unknown topic, Kafka error), 2 bad usage,
@@ -26,7 +27,9 @@ Examples:
   printf 'user-1:clicked\\nuser-2:viewed\\n' | skiffctl produce orders -K :
   skiffctl consume orders --from-beginning -n 2 --format '{partition}:{offset} {key}={value}'
   skiffctl group describe billing --format json
-  skiffctl group reset-offsets billing --topic orders --to-earliest --execute";
+  skiffctl group reset-offsets billing --topic orders --to-earliest --execute
+  skiffctl partition move orders:0,1 --to 2,3,4 --wait
+  skiffctl cluster decommission 3 --dry-run";
 
 const CONSUME_AFTER_HELP: &str = "\
 Output: each record's value by default; --format json prints one JSON object per record and line
@@ -78,7 +81,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Cluster id, brokers and controller; cluster health.
+    /// Cluster id, brokers and controller; cluster health; decommission a broker.
     #[command(subcommand)]
     Cluster(ClusterCommand),
     /// Create, list, describe, delete, alter and trim topics.
@@ -95,6 +98,9 @@ pub enum Command {
     /// Broker and topic configs with their sources.
     #[command(subcommand)]
     Configs(ConfigsCommand),
+    /// Move partitions between brokers, follow the moves, cancel them.
+    #[command(subcommand)]
+    Partition(PartitionCommand),
 }
 
 /// Runs the command line.
@@ -120,6 +126,7 @@ pub async fn execute(cli: &Cli) -> Result<Status> {
         Command::Produce(a) => produce::run(a, &mut client, format).await,
         Command::Consume(a) => consume::run(a, &mut client, format).await,
         Command::Configs(c) => configs::run(c, &mut client, format).await,
+        Command::Partition(c) => partition::run(c, &mut client, format).await,
     }
 }
 

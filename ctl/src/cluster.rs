@@ -1,15 +1,18 @@
 //! `skiffctl cluster`: what the cluster is (`info`: brokers, controller, cluster id) and whether
 //! it is well (`health`: partitions without a leader, with offline replicas, or under-replicated),
 //! both from one Metadata request, as `kafka-topics.sh --describe --under-replicated-partitions`
-//! and `rpk cluster health` report them.
+//! and `rpk cluster health` report them. `decommission` moves every replica off a broker (its
+//! planner lives with the other reassignments, in `partition`), `unregister` then removes it.
 
 use clap::Subcommand;
 use serde::Serialize;
 
 use crate::Status;
 use crate::client::{Client, Metadata};
-use crate::error::Result;
+use crate::error::{CtlError, Result};
 use crate::output::{Format, Report, Table, dash, emit, fields, ids};
+use crate::partition::{self, DecommissionArgs};
+use kafka_protocol::messages::{BrokerId, UnregisterBrokerRequest};
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
@@ -20,6 +23,21 @@ pub enum ClusterCommand {
     /// Exit status: 0 when healthy, 3 when any partition lacks a leader, has an offline replica or
     /// is under-replicated (its ISR is smaller than its replica set), 1 when the check itself failed.
     Health,
+    /// Move every replica off a broker, each to the live broker holding the fewest replicas.
+    ///
+    /// Each replica keeps its position in the partition's replica list, so a preferred leader is
+    /// replaced by a preferred leader. Refused, moving nothing, when some partition has no live
+    /// broker to go to. Exit status 1 when any partition could not be moved.
+    Decommission(DecommissionArgs),
+    /// Remove a decommissioned broker from the cluster (Kafka's UnregisterBroker).
+    ///
+    /// Refused while the broker still holds replicas (run `cluster decommission --wait` first) and
+    /// for a controller voter. Stop the broker's process afterwards; started again, it rejoins.
+    Unregister {
+        /// The broker to remove.
+        #[arg(value_name = "BROKER_ID", value_parser = clap::value_parser!(i32).range(0..))]
+        broker: i32,
+    },
 }
 
 pub async fn run(command: &ClusterCommand, client: &mut Client, format: &Format) -> Result<Status> {
@@ -35,6 +53,38 @@ pub async fn run(command: &ClusterCommand, client: &mut Client, format: &Format)
             emit(&report, format)?;
             Ok(if report.healthy { Status::Ok } else { Status::Unhealthy })
         }
+        ClusterCommand::Decommission(a) => partition::decommission(client, a, format).await,
+        ClusterCommand::Unregister { broker } => {
+            unregister(client, *broker).await?;
+            emit(&Unregistered { broker: *broker }, format)?;
+            Ok(Status::Ok)
+        }
+    }
+}
+
+async fn unregister(client: &mut Client, broker: i32) -> Result<()> {
+    let conn = client.any();
+    let version = conn.version::<UnregisterBrokerRequest>()?;
+    let request = UnregisterBrokerRequest::default().with_broker_id(BrokerId(broker));
+    let response = conn.send(&request, version).await?;
+    if response.error_code != 0 {
+        return Err(CtlError::kafka(
+            format!("unregister broker {broker}"),
+            response.error_code,
+            response.error_message.as_deref(),
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Serialize)]
+pub struct Unregistered {
+    pub broker: i32,
+}
+
+impl Report for Unregistered {
+    fn text(&self) -> String {
+        format!("broker {} unregistered: stop its process\n", self.broker)
     }
 }
 

@@ -57,6 +57,23 @@ pub enum CtlError {
     #[error("{0}")]
     Refused(String),
 
+    /// Some partitions of a request failed (the printed table has each one's reason); `first`
+    /// names one, so the one-line error is useful on its own.
+    #[error("{failed} of {total} partitions failed, e.g. {first}")]
+    SomeFailed { failed: usize, total: usize, first: String },
+
+    /// `--wait` ran out of time. The moves go on in the cluster, so this says how to follow them.
+    #[error(
+        "{moving} of {total} partitions still moving after {secs} s ({examples}); \
+         they keep moving: follow them with 'skiffctl partition move-status'"
+    )]
+    StillMoving {
+        moving: usize,
+        total: usize,
+        secs: u64,
+        examples: String,
+    },
+
     /// Writing to stdout or reading stdin failed (a closed pipe is not reported).
     #[error("{context}: {source}")]
     Io {

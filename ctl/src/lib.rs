@@ -1,7 +1,7 @@
 //! `skiffctl`, the administration tool for Skiff. It speaks only the Kafka protocol (through the
 //! `kafka-protocol` crate, never this repository's broker code), so it works against Apache Kafka
 //! as well. [`client`] is the small Kafka client; one module per command group ([`cluster`],
-//! [`topic`], [`group`], [`produce`], [`consume`], [`configs`]); [`output`] prints tables for
+//! [`topic`], [`group`], [`produce`], [`consume`], [`configs`], [`partition`]); [`output`] prints tables for
 //! people and JSON for scripts; [`cli`] is the command line.
 
 pub mod cli;
@@ -12,6 +12,7 @@ pub mod consume;
 pub mod error;
 pub mod group;
 pub mod output;
+pub mod partition;
 pub mod produce;
 pub mod progress;
 pub mod time;

@@ -32,6 +32,13 @@ def skiff_bin() -> Path:
     return path
 
 
+def skiffctl_bin() -> Path:
+    path = Path(os.environ.get("SKIFFCTL_BIN") or REPO_ROOT / "target" / "debug" / "skiffctl")
+    if not path.is_absolute():
+        path = REPO_ROOT / path
+    return path
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
