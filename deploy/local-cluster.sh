@@ -81,12 +81,16 @@ start_node() {
   mkdir -p "$DIR/node-$node"
   local bin
   bin=$(binary)
+  # How this broker reaches the voters: the cluster's list, unless node-N.voters gives it its
+  # own (the tests route each pair of brokers through a proxy they can cut).
+  local voters=$VOTERS
+  if [ -f "$DIR/node-$node.voters" ]; then voters=$(cat "$DIR/node-$node.voters"); fi
   # shellcheck disable=SC2086
   # The registration line must be logged whatever RUST_LOG asks for (see wait_registered).
   RUST_LOG="${RUST_LOG:-info},skiff_broker::cluster=info" \
   "$bin" --node-id "$node" --data-dir "$DIR/node-$node" \
     --listen "0.0.0.0:$(kafka_port "$node")" --advertised "localhost:$(kafka_port "$node")" \
-    --voters "$VOTERS" --peer-listen "127.0.0.1:$(peer_port "$node")" $EXTRA_ARGS \
+    --voters "$voters" --peer-listen "127.0.0.1:$(peer_port "$node")" $EXTRA_ARGS \
     >>"$DIR/node-$node.log" 2>&1 &
   echo $! >"$DIR/node-$node.pid"
   wait_ready "$node"

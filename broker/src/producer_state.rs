@@ -167,6 +167,8 @@ pub enum ProducerError {
         epoch: i16,
         reason: String,
     },
+    #[error("producer {producer_id} is unknown to this partition and sent sequence {first_seq}, not 0")]
+    UnknownProducerId { producer_id: i64, first_seq: i32 },
     #[error("{0}")]
     InvalidRecord(String),
     #[error("{0}")]
@@ -181,6 +183,7 @@ impl From<ProducerError> for ApiError {
             ProducerError::Storage(s) => return ApiError::from(s),
             ProducerError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
             ProducerError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+            ProducerError::UnknownProducerId { .. } => ResponseError::UnknownProducerId,
             ProducerError::InvalidRecord(_) => ResponseError::InvalidRecord,
             ProducerError::InvalidTxnState(_) => ResponseError::InvalidTxnState,
         };
@@ -192,10 +195,22 @@ impl From<ProducerError> for ApiError {
 /// The order of the checks is Kafka's: a duplicate of a cached batch first, then the epoch, then
 /// the sequence.
 pub fn check(entry: Option<&ProducerEntry>, batch: &ProducerBatch) -> Result<Verdict, ProducerError> {
-    // KIP-360: an unknown producer (its state expired or its batches were deleted) may continue
-    // with any sequence; the broker starts tracking it from here.
+    // A producer this partition knows nothing of starts at sequence 0. Any other sequence is
+    // UNKNOWN_PRODUCER_ID (KIP-360: its state expired or its batches were deleted), which
+    // clients answer by bumping the epoch and starting again at 0 when nothing of theirs is
+    // unacknowledged. Accepting it instead would be a loss: a new leader that never received a
+    // producer's first batch (the old leader was cut off before replicating it) would take the
+    // second, and librdkafka counts the first as delivered once a later one is ("implicitly
+    // acked").
     let Some(entry) = entry else {
-        return Ok(Verdict::Append);
+        return if batch.first_seq == 0 {
+            Ok(Verdict::Append)
+        } else {
+            Err(ProducerError::UnknownProducerId {
+                producer_id: batch.producer_id,
+                first_seq: batch.first_seq,
+            })
+        };
     };
     if batch.epoch == entry.epoch
         && let Some(dup) = entry
@@ -570,7 +585,8 @@ fn remove_snapshot(dir: &Path, offset: u64) {
 }
 
 /// Replays the batch headers in `[from, to)` into `table`; returns the bytes read. A read error
-/// stops the replay (logged): the producers it missed are then unknown, which KIP-360 accepts.
+/// stops the replay (logged): the producers it missed are then unknown (UNKNOWN_PRODUCER_ID,
+/// after which clients start a new epoch).
 fn replay(log: &Log, table: &mut ProducerStateTable, from: u64, to: u64) -> u64 {
     let mut pos = from;
     let mut bytes = 0u64;
@@ -966,10 +982,19 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_producer_may_start_at_any_sequence() {
-        // KIP-360: state may have expired; Kafka >= 2.5 accepts and starts tracking.
+    fn an_unknown_producer_starts_at_sequence_zero_or_is_told_it_is_unknown() {
+        // Its state may have expired (the client then starts a new epoch at 0), or its first
+        // batch never reached this replica: taking the next one would lose that batch.
         let t = ProducerStateTable::default();
-        assert_eq!(t.plan(&[pb(0, 4242, 1)]).unwrap(), Verdict::Append);
+        assert!(matches!(
+            t.plan(&[pb(0, 4242, 1)]),
+            Err(ProducerError::UnknownProducerId { first_seq: 4242, .. })
+        ));
+        assert_eq!(
+            ApiError::from(t.plan(&[pb(0, 1, 1)]).unwrap_err()).code,
+            ResponseError::UnknownProducerId
+        );
+        assert_eq!(t.plan(&[pb(0, 0, 1)]).unwrap(), Verdict::Append);
         assert_eq!(t.plan(&[pb(9, 0, 1)]).unwrap(), Verdict::Append);
     }
 

@@ -59,6 +59,10 @@ pub struct DriverConfig {
     pub max_inflight_msgs: usize,
     /// Raft thesis §9.6: a partitioned replica that comes back does not disrupt a working leader.
     pub pre_vote: bool,
+    /// Raft thesis §6.2: a leader that has not heard from a majority for an election timeout
+    /// steps down, so that clients it can still reach are sent to the leader the majority elected
+    /// instead of waiting on writes that cannot commit.
+    pub check_quorum: bool,
 }
 
 impl DriverConfig {
@@ -70,6 +74,7 @@ impl DriverConfig {
             max_size_per_msg: MAX_SIZE_PER_MSG_DEFAULT,
             max_inflight_msgs: MAX_INFLIGHT_MSGS_DEFAULT,
             pre_vote: true,
+            check_quorum: true,
         }
     }
 }
@@ -254,6 +259,7 @@ impl GroupDriver {
             max_size_per_msg: self.config.max_size_per_msg,
             max_inflight_msgs: self.config.max_inflight_msgs,
             pre_vote: self.config.pre_vote,
+            check_quorum: self.config.check_quorum,
             // Everything up to the durable commit index was applied before: for a partition the
             // log itself is the state machine.
             applied: hs.commit,

@@ -565,3 +565,31 @@ fn proposals_are_validated_and_a_single_replica_group_commits_after_its_own_fsyn
         "a valid remote proposal commits"
     );
 }
+
+/// §6.2 (check quorum): a leader cut off from every other replica steps down within an election
+/// timeout or two, for every group it led, while the majority elects new leaders; so clients it
+/// can still reach are sent elsewhere instead of waiting on writes that cannot commit.
+#[test]
+fn a_leader_cut_off_from_the_majority_steps_down() {
+    let mut net = Net::new();
+    net.elect_all();
+    let cut = net.leader(GroupId(0)).unwrap();
+    let led: Vec<GroupId> = groups().filter(|&g| net.leader(g) == Some(cut)).collect();
+    assert!(!led.is_empty());
+    net.wire.isolated.insert(cut);
+    for _ in 0..3 * ELECTION_TICK_DEFAULT {
+        net.tick();
+    }
+    for &g in &led {
+        assert!(
+            !net.driver(cut).is_leader(g),
+            "group {g}: the isolated broker still leads"
+        );
+        let others: Vec<NodeId> = NODES
+            .iter()
+            .copied()
+            .filter(|&n| n != cut && net.driver(n).is_leader(g))
+            .collect();
+        assert_eq!(others.len(), 1, "group {g}: the majority elected a leader");
+    }
+}

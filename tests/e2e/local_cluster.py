@@ -61,9 +61,12 @@ class Cluster:
         return "\n".join(out)
 
 
-def cluster_fixture(request, tmp_path_factory, nodes: int, sets: dict):
-    """Body of a module-scoped fixture: the cluster up for the module; logs and data kept when a test failed."""
+def cluster_fixture(request, tmp_path_factory, nodes: int, sets: dict, prepare=None):
+    """Body of a module-scoped fixture: the cluster up for the module; logs and data kept when a test failed.
+    `prepare(root)` runs before the brokers start (e.g. to write per-node voters files)."""
     root = tmp_path_factory.mktemp(f"cluster{nodes}")
+    if prepare is not None:
+        prepare(root)
     c = Cluster(root, nodes)
     failed_before = request.session.testsfailed
     c.up(sets)
@@ -120,7 +123,13 @@ def produce_through(cluster: Cluster, topic: str, total: int, faults: dict) -> d
     assert not errors, f"{len(errors)} delivery errors, first: {errors[:3]}\n{cluster.log_tails()}"
     assert len(reports) == total
     acked = {(p, off): v for _, p, off, v in reports}
-    assert len(acked) == total, "two records were acknowledged at the same offset"
+    if len(acked) != total:
+        at = defaultdict(list)
+        for _, p, off, v in reports:
+            at[(p, off)].append(v)
+        twice = {k: v for k, v in at.items() if len(v) > 1}
+        raise AssertionError(f"{len(twice)} offsets acknowledged for two records, e.g. {list(twice.items())[:5]}\n"
+                             f"{cluster.log_tails()}")
     return acked
 
 

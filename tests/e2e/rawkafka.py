@@ -1,8 +1,9 @@
 """A tiny blocking Kafka protocol client for the few cases a real client won't produce on demand: re-sending the very
 same idempotent batch (a retry whose first answer was lost) and sequence gaps.
 
-Encodes only non-flexible versions: request header v1, ApiVersions v0, InitProducerId v1 and Produce v7 (responses
-with header v0).
+Encodes only non-flexible versions: request header v1, ApiVersions v0, InitProducerId v1, Produce v7 and Metadata v1
+(responses with header v0). Metadata also answers what one particular broker believes, which a real client (it asks
+whichever broker it likes) cannot.
 Record batches (magic 2) come from kafka-python's DefaultRecordBatchBuilder, which computes the CRC32C.
 """
 
@@ -13,6 +14,7 @@ import time
 from kafka.record.default_records import DefaultRecordBatchBuilder
 
 API_PRODUCE = 0
+API_METADATA = 3
 API_VERSIONS = 18
 API_INIT_PRODUCER_ID = 22
 
@@ -92,6 +94,23 @@ class RawClient:
         _, error, pid, epoch = r.take(">i"), r.take(">h"), r.take(">q"), r.take(">h")
         assert error == 0, f"InitProducerId error {error}"
         return pid, epoch
+
+    def partition_leaders(self, topic: str) -> dict[int, int]:
+        """Metadata v1 for one topic, as this broker sees it: {partition: leader id} (-1 without a leader)."""
+        r = self.request(API_METADATA, 1, struct.pack(">i", 1) + _string(topic))
+        for _ in range(r.take(">i")):  # brokers: node id, host, port, rack
+            r.take(">i"), r.string(), r.take(">i"), r.string()
+        r.take(">i")  # controller id
+        leaders = {}
+        for _ in range(r.take(">i")):
+            error, name, _internal = r.take(">h"), r.string(), r.take(">?")
+            for _ in range(r.take(">i")):
+                _perror, index, leader = r.take(">hii")
+                for _ in range(2):  # replica nodes, isr nodes
+                    [r.take(">i") for _ in range(r.take(">i"))]
+                if name == topic and error == 0:
+                    leaders[index] = leader
+        return leaders
 
     def produce(self, topic: str, partition: int, batch: bytes, acks: int = -1) -> tuple[int, int, int]:
         """Produce v7 of one batch; returns (error_code, base_offset, log_start_offset)."""
