@@ -443,11 +443,21 @@ impl Broker {
                 continue;
             }
             for p in 0..topic.partitions {
-                // A replicated log's start moves only with Raft snapshots (not built yet).
-                let Some(partition) = self.partition(&topic.name, p).filter(|p| p.replica().is_none()) else {
+                let Some(partition) = self.partition(&topic.name, p) else {
                     continue;
                 };
-                if let Err(e) = partition.with_log(|log| log.enforce_retention(now_ms)) {
+                // A replicated log's start moves with a Raft snapshot (`cluster/log_start.rs`).
+                let result = match partition.replica() {
+                    Some(r) => match r.cluster() {
+                        Some(cluster) => cluster.enforce_retention(r, now_ms),
+                        None => Ok(()),
+                    },
+                    None => partition
+                        .with_log(|log| log.enforce_retention(now_ms))
+                        .map(drop)
+                        .map_err(ApiError::from),
+                };
+                if let Err(e) = result {
                     tracing::error!(topic = %topic.name, partition = p, error = %e, "retention failed");
                 }
             }

@@ -24,8 +24,10 @@
 //!   `replica.lag.time.max.ms`. Leaders report both to the metadata log (`PartitionLeader`), so
 //!   brokers that host no replica of a partition still answer Metadata truthfully.
 
+mod log_start;
 mod membership;
 mod preferred_leader;
+mod producer_id_blocks;
 mod reassignment;
 
 pub use reassignment::OngoingReassignment;
@@ -172,6 +174,8 @@ pub struct Cluster {
     raft_endpoint: Endpoint,
     /// Brokers whose Raft address the transport knows.
     known_peers: Mutex<std::collections::HashSet<BrokerId>>,
+    /// The producer ids left in this broker's block: next, end (`producer_id_blocks.rs`).
+    producer_ids: Mutex<(i64, i64)>,
     /// Wakes the loop after a proposal.
     wake: Notify,
 }
@@ -243,6 +247,7 @@ impl Cluster {
             is_voter,
             raft_endpoint,
             known_peers: Mutex::new(voters.iter().copied().collect()),
+            producer_ids: Mutex::new((0, 0)),
             wake: Notify::new(),
         });
         broker.set_cluster(Arc::clone(&cluster));

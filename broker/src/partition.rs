@@ -293,12 +293,14 @@ impl Partition {
     /// DeleteRecords: moves the log start, never past the high watermark.
     pub fn delete_records(&self, offset: u64) -> Result<u64, ApiError> {
         let hw = self.high_watermark();
-        let Backend::Local(log) = &self.backend else {
-            // Moving the start of a Raft log needs snapshots, which are not built yet.
-            return Err(ApiError::new(
-                ResponseError::PolicyViolation,
-                "DeleteRecords is not supported on replicated partitions yet",
-            ));
+        let log = match &self.backend {
+            Backend::Local(log) => log,
+            Backend::Replicated(r) => {
+                let cluster = r
+                    .cluster()
+                    .ok_or_else(|| ApiError::new(ResponseError::NotLeaderOrFollower, "the broker is stopping"))?;
+                return cluster.delete_records(self, r, offset);
+            }
         };
         let mut log = log.lock();
         if offset > hw {

@@ -363,6 +363,26 @@ fn build(api: ApiKey, v: i16, env: &mut Env) -> Option<RequestKind> {
                         .with_partitions(vec![0]),
                 ])),
         ),
+        ApiKey::AlterPartitionReassignments => R::AlterPartitionReassignments(
+            kafka_protocol::messages::AlterPartitionReassignmentsRequest::default()
+                .with_timeout_ms(1000)
+                .with_topics(vec![
+                    kafka_protocol::messages::alter_partition_reassignments_request::ReassignableTopic::default()
+                        .with_name(topic(TOPIC))
+                        .with_partitions(vec![
+                            kafka_protocol::messages::alter_partition_reassignments_request::ReassignablePartition::default()
+                                .with_partition_index(0)
+                                .with_replicas(Some(vec![kafka_protocol::messages::BrokerId(0)])),
+                        ]),
+                ]),
+        ),
+        ApiKey::ListPartitionReassignments => R::ListPartitionReassignments(
+            kafka_protocol::messages::ListPartitionReassignmentsRequest::default().with_timeout_ms(1000),
+        ),
+        ApiKey::UnregisterBroker => R::UnregisterBroker(
+            kafka_protocol::messages::UnregisterBrokerRequest::default()
+                .with_broker_id(kafka_protocol::messages::BrokerId(7)),
+        ),
         ApiKey::OffsetForLeaderEpoch => {
             R::OffsetForLeaderEpoch(OffsetForLeaderEpochRequest::default().with_topics(vec![
                 offset_for_leader_epoch_request::OffsetForLeaderTopic::default()

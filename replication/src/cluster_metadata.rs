@@ -219,6 +219,10 @@ pub struct ClusterMetadata {
     names: BTreeMap<String, TopicId>,
     /// Every Raft group below this was allocated once (and is never given out again).
     next_raft_group: u64,
+    /// Every producer id below this was handed to a broker (`AllocateProducerIds`).
+    next_producer_id: i64,
+    /// The last block of producer ids each broker was given.
+    producer_blocks: BTreeMap<BrokerId, (i64, i64)>,
 }
 
 impl Default for ClusterMetadata {
@@ -234,6 +238,8 @@ impl ClusterMetadata {
             topics: BTreeMap::new(),
             names: BTreeMap::new(),
             next_raft_group: FIRST_PARTITION_GROUP,
+            next_producer_id: 0,
+            producer_blocks: BTreeMap::new(),
         }
     }
 
@@ -309,6 +315,20 @@ impl ClusterMetadata {
             Kind::PartitionLeader(r) => self.set_leader(r),
             Kind::CreatePartitions(r) => self.add_partitions(r),
             Kind::UnregisterBroker(r) => self.unregister_broker(r.broker_id),
+            Kind::AllocateProducerIds(r) => {
+                let end = r.first_id.checked_add(r.count).filter(|_| r.count > 0);
+                match end {
+                    Some(end) if r.first_id == self.next_producer_id => {
+                        self.next_producer_id = end;
+                        self.producer_blocks.insert(r.broker_id, (r.first_id, end));
+                        Ok(())
+                    }
+                    _ => Err(ApplyError::InvalidAssignment(format!(
+                        "producer id block [{}, +{}) does not start at {}",
+                        r.first_id, r.count, self.next_producer_id
+                    ))),
+                }
+            }
             Kind::ElectPreferredLeader(r) => {
                 let id = self.known_topic(&r.topic_id)?;
                 let known = usize::try_from(r.partition_index)
@@ -405,6 +425,16 @@ impl ClusterMetadata {
         }
         self.brokers.remove(&broker);
         Ok(())
+    }
+
+    /// Every producer id below this was handed out (to some broker's block).
+    pub fn next_producer_id(&self) -> i64 {
+        self.next_producer_id
+    }
+
+    /// The last block of producer ids `broker` was given: `[first, end)`.
+    pub fn producer_block(&self, broker: BrokerId) -> Option<(i64, i64)> {
+        self.producer_blocks.get(&broker).copied()
     }
 
     /// The partitions (`topic-index`) with a replica on `broker`, a reassignment's included.
@@ -885,7 +915,8 @@ mod tests {
 
     use super::*;
     use crate::metadata_records::{
-        DeleteTopicConfig, FenceBroker, SetTopicConfig, UnfenceBroker, UnregisterBroker, decode_batches, encode_batch,
+        AllocateProducerIds, DeleteTopicConfig, FenceBroker, SetTopicConfig, UnfenceBroker, UnregisterBroker,
+        decode_batches, encode_batch,
     };
 
     fn register(id: BrokerId, rack: Option<&str>) -> MetadataRecord {
@@ -1270,6 +1301,36 @@ mod tests {
         assert!(s.broker(3).is_none());
         assert_eq!(s.apply(&unregister(3)), Err(ApplyError::UnknownBroker(3)));
         assert_eq!(s.live_brokers().count(), 2, "new topics no longer go to it");
+    }
+
+    #[test]
+    fn producer_id_blocks_follow_each_other_and_stale_ones_are_refused() {
+        let mut s = cluster(&[(1, None), (2, None)]);
+        let block = |broker, first_id| -> MetadataRecord {
+            Kind::AllocateProducerIds(AllocateProducerIds {
+                broker_id: broker,
+                first_id,
+                count: 1000,
+            })
+            .into()
+        };
+        s.apply(&block(1, 0)).unwrap();
+        s.apply(&block(2, 1000)).unwrap();
+        // Planned from the same state as broker 2's: refused, broker 1 plans again.
+        assert!(s.apply(&block(1, 1000)).is_err());
+        s.apply(&block(1, 2000)).unwrap();
+        assert_eq!(s.next_producer_id(), 3000);
+        assert_eq!(
+            (s.producer_block(1), s.producer_block(2)),
+            (Some((2000, 3000)), Some((1000, 2000)))
+        );
+        let empty: MetadataRecord = Kind::AllocateProducerIds(AllocateProducerIds {
+            broker_id: 1,
+            first_id: 3000,
+            count: 0,
+        })
+        .into();
+        assert!(s.apply(&empty).is_err());
     }
 
     #[test]

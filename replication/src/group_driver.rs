@@ -29,6 +29,7 @@ use raft::{Config, RawNode, StateRole};
 use skiff_storage::LogConfig;
 use skiff_storage::batch;
 
+use crate::log_command::LogCommand;
 use crate::raft_log::{LogStorage, RaftLogError, is_conf_change, is_data_entry};
 
 /// Identifies one Raft group (one partition) across the cluster; the broker maps it to a
@@ -45,6 +46,9 @@ pub const HEARTBEAT_TICK_DEFAULT: usize = 1;
 pub const MAX_SIZE_PER_MSG_DEFAULT: u64 = 1024 * 1024;
 /// Append messages in flight per follower.
 pub const MAX_INFLIGHT_MSGS_DEFAULT: usize = 256;
+/// Ticks a leader waits for a follower to catch up after sending it a snapshot before sending
+/// another (see `retry_lost_snapshots`).
+pub const SNAPSHOT_RETRY_TICKS: usize = 30;
 /// Kafka's `replica.high.watermark.checkpoint.interval.ms`: how often the caller should run
 /// [`GroupDriver::persist_commits`].
 pub const REPLICA_HIGH_WATERMARK_CHECKPOINT_INTERVAL_MS_DEFAULT: u64 = 5_000;
@@ -154,6 +158,8 @@ pub struct Output {
     pub state_writes: usize,
     /// Groups whose `Ready` was handled.
     pub readies: usize,
+    /// Snapshots installed from leaders in this pass.
+    pub snapshots_installed: usize,
 }
 
 impl Output {
@@ -201,6 +207,8 @@ pub enum DriverError {
 struct Replica {
     raw: RawNode<LogStorage>,
     store: LogStorage,
+    /// Ticks each follower has spent waiting for a snapshot it was sent.
+    snapshot_wait: BTreeMap<NodeId, usize>,
     /// Last reported (leader id, term).
     leader: (NodeId, u64),
     high_watermark: u64,
@@ -277,6 +285,7 @@ impl GroupDriver {
             Replica {
                 raw,
                 store,
+                snapshot_wait: BTreeMap::new(),
                 leader: (0, hs.term),
                 high_watermark,
             },
@@ -337,6 +346,9 @@ impl GroupDriver {
     pub fn tick(&mut self) {
         for (&id, r) in &mut self.groups {
             if r.raw.tick() {
+                self.dirty.insert(id);
+            }
+            if retry_lost_snapshots(r) {
                 self.dirty.insert(id);
             }
         }
@@ -410,6 +422,35 @@ impl GroupDriver {
         Some((last, matched))
     }
 
+    /// On the leader: proposes a command every replica applies at its place in the log (see
+    /// `log_command`); it is applied once reported committed like a batch (index and term).
+    pub fn propose_command(&mut self, group: GroupId, command: LogCommand) -> Result<Proposal, DriverError> {
+        let r = self.groups.get_mut(&group).ok_or(DriverError::UnknownGroup(group))?;
+        if r.raw.raft.state != StateRole::Leader {
+            let leader = (r.raw.raft.leader_id != 0).then_some(r.raw.raft.leader_id);
+            return Err(DriverError::NotLeader { group, leader });
+        }
+        r.raw.propose(command.encode(), vec![]).map_err(|source| match source {
+            raft::Error::ProposalDropped => DriverError::ProposalDropped { group },
+            source => DriverError::Raft { group, source },
+        })?;
+        self.dirty.insert(group);
+        Ok(Proposal {
+            index: r.raw.raft.raft_log.last_index(),
+            term: r.raw.raft.term,
+        })
+    }
+
+    /// Moves this replica's log start to `offset` (retention, on every replica independently),
+    /// never past what it applied; returns the log start afterwards.
+    pub fn advance_log_start(&mut self, group: GroupId, offset: u64) -> Result<u64, DriverError> {
+        let r = self.groups.get_mut(&group).ok_or(DriverError::UnknownGroup(group))?;
+        let applied = r.raw.raft.raft_log.applied;
+        r.store
+            .advance_log_start(offset, applied)
+            .map_err(|source| DriverError::Storage { group, source })
+    }
+
     /// The group's configuration as this replica has applied it.
     pub fn conf(&self, group: GroupId) -> Option<GroupConf> {
         let r = self.groups.get(&group)?;
@@ -468,10 +509,12 @@ impl GroupDriver {
             out.readies += 1;
             let result = (|| {
                 if !ready.snapshot().is_empty() {
-                    return Err(DriverError::Unsupported {
-                        group: id,
-                        reason: "snapshots are not built yet".into(),
-                    });
+                    // Behind the leader's log start: start over from its snapshot, before the
+                    // entries that follow it are written.
+                    r.store
+                        .install_snapshot(ready.snapshot())
+                        .map_err(|source| DriverError::Storage { group: id, source })?;
+                    out.snapshots_installed += 1;
                 }
                 push_messages(&mut out, id, ready.take_messages());
                 apply(r, id, ready.take_committed_entries(), &mut out)?;
@@ -597,6 +640,37 @@ impl GroupDriver {
     }
 }
 
+/// raft-rs pauses a follower it sent a snapshot to until told how the send went; a snapshot lost
+/// on the way (a dropped connection, a full queue) would pause it for good. After
+/// `SNAPSHOT_RETRY_TICKS` without the follower catching up, the send is reported failed and
+/// raft-rs probes the follower again. Returns whether something was reported.
+fn retry_lost_snapshots(r: &mut Replica) -> bool {
+    if r.raw.raft.state != StateRole::Leader {
+        r.snapshot_wait.clear();
+        return false;
+    }
+    let waiting: Vec<NodeId> = r
+        .raw
+        .raft
+        .prs()
+        .iter()
+        .filter(|(_, pr)| pr.state == raft::ProgressState::Snapshot)
+        .map(|(&id, _)| id)
+        .collect();
+    r.snapshot_wait.retain(|id, _| waiting.contains(id));
+    let mut reported = false;
+    for id in waiting {
+        let ticks = r.snapshot_wait.entry(id).or_insert(0);
+        *ticks += 1;
+        if *ticks > SNAPSHOT_RETRY_TICKS {
+            r.snapshot_wait.remove(&id);
+            r.raw.report_snapshot(id, raft::SnapshotStatus::Failure);
+            reported = true;
+        }
+    }
+    reported
+}
+
 /// What a proposed entry must be: exactly one valid Kafka record batch.
 fn check_one_batch(group: GroupId, kafka_batch: &[u8]) -> Result<(), DriverError> {
     let header = batch::validate(kafka_batch).map_err(|e| DriverError::InvalidBatch {
@@ -644,6 +718,7 @@ fn apply(r: &mut Replica, group: GroupId, entries: Vec<Entry>, out: &mut Output)
             continue;
         }
         if !is_data_entry(&e) {
+            apply_command(r, group, &e)?;
             continue;
         }
         let offsets = r.store.offsets_of_index(e.index).ok_or_else(|| DriverError::Storage {
@@ -663,7 +738,31 @@ fn apply(r: &mut Replica, group: GroupId, entries: Vec<Entry>, out: &mut Output)
     Ok(())
 }
 
+/// Applies a command entry (see `log_command`) on this replica, at its place in the log.
+fn apply_command(r: &mut Replica, group: GroupId, e: &Entry) -> Result<(), DriverError> {
+    let command = LogCommand::decode(&e.context).map_err(|reason| DriverError::Storage {
+        group,
+        source: RaftLogError::InvalidEntry { index: e.index, reason },
+    })?;
+    match command {
+        None => Ok(()),
+        Some(LogCommand::DeleteRecords { before }) => {
+            // Everything up to this entry is applied: the start may move up to it.
+            let start = r
+                .store
+                .advance_log_start(before, e.index)
+                .map_err(|source| DriverError::Storage { group, source })?;
+            tracing::info!(%group, index = e.index, before, log_start = start, "records deleted");
+            Ok(())
+        }
+    }
+}
+
 fn apply_conf_change(r: &mut Replica, group: GroupId, e: &Entry) -> Result<(), DriverError> {
+    if e.index <= r.store.conf_index() {
+        // Already in the configuration (a snapshot brought a newer one than its index).
+        return Ok(());
+    }
     use prost_011::Message as _;
     let invalid = |reason: String| DriverError::Storage {
         group,

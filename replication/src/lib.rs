@@ -61,32 +61,26 @@
 //! - Messages from the network go through `transport::wire::decode_raft`, never straight to
 //!   raft-rs.
 //!
-//! # What remains for issue 4
-//! - Snapshots and compaction: `snapshot()` answers `SnapshotTemporarilyUnavailable` and nothing
-//!   is compacted, so retention (`set_log_start_offset`) must not run on replicated logs yet. A
-//!   snapshot = (index, term, conf state, Kafka log start offset, producer state); the translator
-//!   then starts at `snapshot_index + 1` with `base_offset` = the log start. Needed for followers
-//!   far behind retention and for replicas whose data dir was lost (today they refuse to open if
-//!   a side file is damaged and must be rebuilt from the leader).
+//! - [`reassignment`]: the steps a partition leader takes to move its group to another replica
+//!   set (learners first, one joint change, leadership handed over), as a pure function; the
+//!   driver applies `ConfChangeV2` entries and persists the configuration they produce (the
+//!   commit index written never covers a conf change not yet applied).
+//! - [`log_command`] and snapshots: DeleteRecords is a command entry every replica applies at
+//!   its place in the log; moving a log's start records a Raft snapshot (index, term, the Kafka
+//!   offset of the next entry) and a replica behind it installs the leader's and starts over.
+//!
+//! # What remains
 //! - Open walks every batch header of the log; persist the translator (`encode`) in a checkpoint
 //!   at clean shutdown to skip that.
-//! - Configuration changes (reassignment, add/decommission broker): apply `ConfChange(V2)`
-//!   entries with `apply_conf_change` and `set_conf_state` (the driver stops a group on them
-//!   today, with `Unsupported`).
-//! - ISR from `raft.prs()` progress + `replica.lag.time.max.ms`; `min.insync.replicas` checks;
-//!   leader epoch and KIP-320 fencing; `OffsetForLeaderEpoch` from the log's epoch cache; producer
-//!   state reloaded after a truncation (`ProducerStates::load` in the broker).
-//! - The controller group's wiring: broker registration and heartbeats (fence on missed
-//!   heartbeats), the controller answering CreateTopics/DeleteTopics/configs by proposing planned
-//!   records, every broker opening/closing partition groups as the applied metadata changes and
-//!   rebuilding its `ClusterMetadata` from the metadata log at start (snapshots of it later);
-//!   broker wiring (a task that owns the driver and the transport, one timer for all groups;
-//!   produce waits on `Output::committed`, fetches on `Output::high_watermarks`, Metadata from
-//!   the applied `ClusterMetadata`), `deploy/local-cluster.sh`, and the multi-process fault tests.
+//! - A snapshot carries no producer state: a replica that installed one rebuilds its producer
+//!   table from the records it has when it leads (producers whose batches were all deleted are
+//!   unknown to it, as after retention in Kafka).
+//! - The metadata log itself is never compacted (KRaft snapshots of the controller's state).
 
 pub mod cluster_metadata;
 pub mod group_driver;
 pub mod group_id;
+pub mod log_command;
 pub mod lost_log;
 pub mod metadata_records;
 pub mod offset_translator;

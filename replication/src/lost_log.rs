@@ -45,10 +45,13 @@ pub fn correct<S: Storage>(raw: &mut RawNode<S>, msg: &mut Message) -> Option<Co
             }
             let matched = pr.matched;
             // Nothing of the follower's log is known to match any more; probing from its end
-            // lets Raft's consistency check find the common prefix.
+            // lets Raft's consistency check find the common prefix. The probe is left as if it
+            // had sent this very append, so that raft-rs takes the rejection at once and
+            // resends from the follower's end (or sends a snapshot when that end is compacted)
+            // instead of waiting for the next heartbeat.
             pr.matched = 0;
             pr.become_probe();
-            pr.next_idx = msg.reject_hint + 1;
+            pr.next_idx = msg.index + 1;
             Some(Correction::FollowerProgressReset {
                 follower,
                 matched,

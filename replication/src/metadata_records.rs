@@ -38,7 +38,7 @@ pub type BrokerId = i32;
 /// One entry of the metadata log; exactly one variant is set.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct MetadataRecord {
-    #[prost(oneof = "metadata_record::Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12")]
+    #[prost(oneof = "metadata_record::Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13")]
     pub kind: Option<metadata_record::Kind>,
 }
 
@@ -70,6 +70,8 @@ pub mod metadata_record {
         CreatePartitions(super::CreatePartitions),
         #[prost(message, tag = "12")]
         UnregisterBroker(super::UnregisterBroker),
+        #[prost(message, tag = "13")]
+        AllocateProducerIds(super::AllocateProducerIds),
     }
 }
 
@@ -125,6 +127,19 @@ pub struct RegisterBroker {
     /// the cluster was configured (controller voters are known from their configuration).
     #[prost(message, optional, tag = "6")]
     pub raft_endpoint: Option<Endpoint>,
+}
+
+/// A block of producer ids handed to one broker for InitProducerId (KRaft's ProducerIdsRecord):
+/// the metadata log is what keeps ids unique across brokers, restarts and lost data dirs.
+/// Refused unless `first_id` is exactly where the previous block ended.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct AllocateProducerIds {
+    #[prost(int32, tag = "1")]
+    pub broker_id: BrokerId,
+    #[prost(int64, tag = "2")]
+    pub first_id: i64,
+    #[prost(int64, tag = "3")]
+    pub count: i64,
 }
 
 /// A decommissioned broker leaves the cluster (Kafka's UnregisterBroker): refused while it
@@ -365,6 +380,12 @@ pub(crate) mod tests {
             })
             .into(),
             Kind::UnregisterBroker(UnregisterBroker { broker_id: 4 }).into(),
+            Kind::AllocateProducerIds(AllocateProducerIds {
+                broker_id: 2,
+                first_id: 1000,
+                count: 1000,
+            })
+            .into(),
             Kind::UnfenceBroker(UnfenceBroker {
                 broker_id: 1,
                 incarnation: 7,

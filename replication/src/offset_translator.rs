@@ -147,6 +147,23 @@ impl OffsetTranslator {
         Ok(self.next_offset())
     }
 
+    /// Forgets every entry up to and including `index` (a Raft snapshot covers them): the next
+    /// tracked entry is `index + 1`, starting at the Kafka offset after `index`.
+    pub fn compact_through(&mut self, index: u64) -> Result<(), TranslatorError> {
+        if index < self.first_index {
+            return Ok(());
+        }
+        let base = self.end_offset_at(index).ok_or(TranslatorError::Compacted {
+            index,
+            first: self.first_index,
+        })?;
+        let drop = usize::try_from(index + 1 - self.first_index).unwrap_or(usize::MAX);
+        self.ends.drain(..drop);
+        self.first_index = index + 1;
+        self.base_offset = base;
+        Ok(())
+    }
+
     /// Compact byte form: first index, base offset, entry count, then each entry's record count
     /// as a LEB128 varint (0 for a non-data entry).
     pub fn encode(&self) -> Vec<u8> {

@@ -6,7 +6,9 @@
 //! 000….log / .index / .timeindex  data entries: one Kafka batch per Raft data entry, in Raft
 //!                                 order, baseOffset = the Kafka offset the offset translator
 //!                                 assigns, partitionLeaderEpoch = the entry's Raft term
-//! raft-state                      checkpoint: hard state, conf state, snapshot index and term
+//! raft-state                      checkpoint: hard state, conf state, snapshot index and term,
+//!                                 the index of the last conf change the conf state includes,
+//!                                 and the Kafka offset where the entry after the snapshot starts
 //! raft-entries                    checkpoint: every non-data entry (index, term, type, data,
 //!                                 context) above the snapshot
 //! ```
@@ -34,6 +36,14 @@
 //! `replica.high.watermark.checkpoint.interval.ms`). After a crash the replica restarts from an
 //! older commit index and learns the rest from its leader.
 //!
+//! Snapshots (retention, DeleteRecords): the partition log is the Raft log, so compacting it is
+//! moving its log start. `advance_log_start` records a snapshot at the last applied entry wholly
+//! below the new start (index, term, the Kafka offset where the next entry starts) in
+//! `raft-state` first, then moves the partition log's start (deleting whole segments); a crash in
+//! between is finished at open. A snapshot carries no data: everything below it is deleted, so a
+//! replica that installs one (`install_snapshot`: far behind the leader's log start, or an empty
+//! data dir) starts its log over, empty, at that offset, and the entries after it follow.
+//!
 //! Configuration changes (reassignment): the conf state in `raft-state` must be the one every
 //! committed conf-change entry up to its commit index produced, because raft-rs restarts with
 //! `applied` = that commit index and never re-applies below it. A conf change is applied (and
@@ -47,7 +57,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
-use raft::prelude::{ConfState, Entry, EntryType, HardState, Snapshot};
+use raft::prelude::{ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, Storage};
 use skiff_storage::batch::{self, BatchHeader};
 use skiff_storage::{Log, LogConfig, StorageError, checkpoint};
@@ -105,6 +115,10 @@ struct Inner {
     conf_index: u64,
     snapshot_index: u64,
     snapshot_term: u64,
+    /// The Kafka offset where entry `snapshot_index + 1` starts.
+    snapshot_offset: u64,
+    /// A log start a just-installed snapshot asked for, applied once the log reaches it.
+    pending_log_start: Option<u64>,
     translator: OffsetTranslator,
     non_data: BTreeMap<u64, Entry>,
     /// `(first index, term)` of every run of entries with the same term, sorted.
@@ -118,18 +132,18 @@ impl LogStorage {
     /// (every replica of a new group must be given the same).
     pub fn open(dir: impl AsRef<Path>, config: LogConfig, initial: ConfState) -> Result<Self, RaftLogError> {
         let dir = dir.as_ref().to_path_buf();
-        let log = Log::open(&dir, config)?;
+        let mut log = Log::open(&dir, config)?;
         let corrupt = |reason: &str| RaftLogError::Corrupt {
             dir: dir.clone(),
             reason: reason.to_string(),
         };
         // Both side files are trusted or the replica refuses to open: a lost hard state could
         // vote twice in a term, a lost entries file would shift batches to other Raft indexes.
-        // Such a replica must be rebuilt from its leader (snapshot + log; not built yet).
+        // Such a replica must be rebuilt from its leader (an emptied data dir does that).
         let state = checkpoint::read(&dir.join(RAFT_STATE))?;
         let entries = checkpoint::read(&dir.join(RAFT_ENTRIES))?;
         let log_empty = log.log_end_offset() == log.log_start_offset();
-        let ((hard_state, conf_state, snapshot_index, snapshot_term), mut non_data) = match (state, entries) {
+        let (saved, mut non_data) = match (state, entries) {
             (Some(state), Some(entries)) => (
                 decode_state(&state).ok_or_else(|| corrupt("unreadable raft-state"))?,
                 decode_entries(&entries).ok_or_else(|| corrupt("unreadable raft-entries"))?,
@@ -140,17 +154,42 @@ impl LogStorage {
             {
                 let non_data = BTreeMap::new();
                 checkpoint::write(&dir.join(RAFT_ENTRIES), &encode_entries(&non_data))?;
-                let hs = HardState::default();
-                checkpoint::write(&dir.join(RAFT_STATE), &encode_state(&hs, &initial, 0, 0))?;
-                ((hs, initial, 0, 0), non_data)
+                let saved = SavedState {
+                    hard_state: HardState::default(),
+                    conf_state: initial,
+                    snapshot_index: 0,
+                    snapshot_term: 0,
+                    conf_index: Some(0),
+                    snapshot_offset: Some(log.log_start_offset()),
+                };
+                checkpoint::write(&dir.join(RAFT_STATE), &encode_state(&saved))?;
+                (saved, non_data)
             }
             (None, _) => return Err(corrupt("raft-state is missing or fails its CRC")),
             (Some(_), None) => return Err(corrupt("raft-entries is missing or fails its CRC")),
         };
+        let SavedState {
+            hard_state,
+            conf_state,
+            snapshot_index,
+            snapshot_term,
+            conf_index: saved_conf_index,
+            snapshot_offset,
+        } = saved;
         non_data = non_data.split_off(&(snapshot_index + 1));
+        // A snapshot recorded before the crash that kept the log start from moving with it
+        // (or from installing it): finish that now.
+        let snapshot_offset = snapshot_offset.unwrap_or_else(|| log.log_start_offset());
+        if log.log_start_offset() < snapshot_offset {
+            if log.log_end_offset() <= snapshot_offset {
+                log.restart_at(snapshot_offset)?;
+            } else {
+                log.set_log_start_offset(snapshot_offset)?;
+            }
+        }
 
         let headers = read_headers(&log)?;
-        let mut translator = OffsetTranslator::new(snapshot_index + 1, log.log_start_offset());
+        let mut translator = OffsetTranslator::new(snapshot_index + 1, snapshot_offset);
         let mut terms: Vec<(u64, u64)> = Vec::new();
         let mut batches = headers.iter();
         let mut index = snapshot_index + 1;
@@ -172,11 +211,12 @@ impl LogStorage {
         }
         // Every conf change at or below the written commit index is in the written conf state
         // (see the module doc).
-        let conf_index = non_data
+        let derived = non_data
             .range(..=hard_state.commit)
             .rev()
             .find(|(_, e)| is_conf_change(e))
             .map_or(snapshot_index, |(&i, _)| i);
+        let conf_index = saved_conf_index.unwrap_or(derived).max(derived);
         let mut inner = Inner {
             dir,
             conf_index,
@@ -185,6 +225,8 @@ impl LogStorage {
             conf_state,
             snapshot_index,
             snapshot_term,
+            snapshot_offset,
+            pending_log_start: None,
             non_data,
             terms,
             translator,
@@ -289,6 +331,106 @@ impl LogStorage {
         inner.conf_index = inner.conf_index.max(index);
         inner.hard_state.commit = inner.hard_state.commit.max(index);
         inner.save_state()
+    }
+
+    /// Moves the log start to `offset` (DeleteRecords, retention), never past the entries
+    /// applied (`applied`, the driver's applied index): records a snapshot at the last entry
+    /// wholly below it first (see the module doc). Returns the log start afterwards.
+    pub fn advance_log_start(&self, offset: u64, applied: u64) -> Result<u64, RaftLogError> {
+        let mut inner = self.wl();
+        let applied = applied.min(inner.hard_state.commit).min(inner.translator.last_index());
+        let limit = inner
+            .translator
+            .end_offset_at(applied)
+            .unwrap_or_else(|| inner.log.log_start_offset());
+        let offset = offset.min(limit);
+        if offset <= inner.log.log_start_offset() {
+            return Ok(inner.log.log_start_offset());
+        }
+        let through = match inner.translator.index_of(offset) {
+            Some(holding) => holding - 1,
+            None => applied,
+        }
+        .min(applied);
+        let compact = through > inner.snapshot_index;
+        if compact {
+            let term = inner.term(through).ok_or_else(|| RaftLogError::InvalidEntry {
+                index: through,
+                reason: "no term for the snapshot index".into(),
+            })?;
+            let at = inner
+                .translator
+                .end_offset_at(through)
+                .ok_or_else(|| RaftLogError::InvalidEntry {
+                    index: through,
+                    reason: "no offset for the snapshot index".into(),
+                })?;
+            inner.snapshot_index = through;
+            inner.snapshot_term = term;
+            inner.snapshot_offset = at;
+            inner.save_state()?;
+        }
+        inner.log.set_log_start_offset(offset)?;
+        if compact {
+            inner.translator.compact_through(through)?;
+            inner.non_data = inner.non_data.split_off(&(through + 1));
+            let next_term = inner.term(through + 1);
+            inner.terms.retain(|&(first, _)| first > through + 1);
+            if let Some(t) = next_term {
+                inner.terms.insert(0, (through + 1, t));
+            }
+            inner.save_entries()?;
+            tracing::debug!(dir = %inner.dir.display(), snapshot_index = through, log_start = offset, "raft log compacted");
+        }
+        Ok(inner.log.log_start_offset())
+    }
+
+    /// Installs a snapshot from the leader (this replica is behind its log start): everything
+    /// this replica had is dropped and its log starts over, empty, where the leader's next
+    /// entry starts (see the module doc for the crash ordering).
+    pub fn install_snapshot(&self, snapshot: &Snapshot) -> Result<(), RaftLogError> {
+        let meta = snapshot.get_metadata();
+        let (offset, log_start, conf_index) =
+            decode_snapshot_data(&snapshot.data).ok_or_else(|| RaftLogError::InvalidEntry {
+                index: meta.index,
+                reason: "unreadable snapshot data".into(),
+            })?;
+        let mut inner = self.wl();
+        if meta.index <= inner.snapshot_index {
+            return Ok(());
+        }
+        inner.snapshot_index = meta.index;
+        inner.snapshot_term = meta.term;
+        inner.snapshot_offset = offset;
+        inner.conf_state = meta.get_conf_state().clone();
+        inner.conf_index = conf_index.max(meta.index);
+        inner.hard_state.commit = inner.hard_state.commit.max(meta.index);
+        inner.translator = OffsetTranslator::new(meta.index + 1, offset);
+        inner.terms.clear();
+        inner.non_data.clear();
+        inner.save_state()?;
+        inner.log.restart_at(offset)?;
+        inner.save_entries()?;
+        inner.pending_log_start = (log_start > offset).then_some(log_start);
+        tracing::info!(
+            dir = %inner.dir.display(),
+            index = meta.index,
+            term = meta.term,
+            offset,
+            "installed a snapshot from the leader: the log starts over"
+        );
+        Ok(())
+    }
+
+    /// The snapshot this log starts after: (index, term, Kafka offset of the next entry).
+    pub fn snapshot_point(&self) -> (u64, u64, u64) {
+        let inner = self.rl();
+        (inner.snapshot_index, inner.snapshot_term, inner.snapshot_offset)
+    }
+
+    /// The index of the last conf change the configuration includes.
+    pub fn conf_index(&self) -> u64 {
+        self.rl().conf_index
     }
 
     /// The configuration as last applied (what a restart begins from).
@@ -405,7 +547,14 @@ impl Inner {
         self.sync(0)?;
         let mut hard_state = self.hard_state.clone();
         hard_state.commit = self.writable_commit();
-        let payload = encode_state(&hard_state, &self.conf_state, self.snapshot_index, self.snapshot_term);
+        let payload = encode_state(&SavedState {
+            hard_state: hard_state.clone(),
+            conf_state: self.conf_state.clone(),
+            snapshot_index: self.snapshot_index,
+            snapshot_term: self.snapshot_term,
+            conf_index: Some(self.conf_index),
+            snapshot_offset: Some(self.snapshot_offset),
+        });
         checkpoint::write(&self.dir.join(RAFT_STATE), &payload)?;
         self.persisted_commit = hard_state.commit;
         Ok(())
@@ -492,6 +641,12 @@ impl Inner {
             self.log.append_replicated(&batches, now_ms)?;
             self.unsynced = true;
         }
+        if let Some(start) = self.pending_log_start
+            && self.log.log_end_offset() >= start
+        {
+            self.log.set_log_start_offset(start)?;
+            self.pending_log_start = None;
+        }
         Ok(())
     }
 
@@ -506,7 +661,14 @@ impl Inner {
             return Ok(Vec::new());
         }
         let unavailable = || raft::Error::Store(raft::StorageError::Unavailable);
-        let from = self.translator.offsets_of(low).ok_or_else(unavailable)?.start;
+        // The first entry may start below the log start (DeleteRecords cut inside its batch): the
+        // read from the log start returns that batch whole.
+        let from = self
+            .translator
+            .offsets_of(low)
+            .ok_or_else(unavailable)?
+            .start
+            .max(self.log.log_start_offset());
         let to = self.translator.end_offset_at(high - 1).ok_or_else(unavailable)?;
         let budget = max_size.unwrap_or(u64::MAX);
 
@@ -591,10 +753,22 @@ impl Storage for LogStorage {
         Ok(self.rl().translator.last_index())
     }
 
-    /// Snapshots are not built yet: nothing is ever compacted, so a lagging follower is always
-    /// served from the log.
+    /// The last snapshot `advance_log_start` recorded: what a follower behind the log start
+    /// installs (see the module doc). Its configuration is the latest applied one, which may be
+    /// newer than the snapshot index: the data says up to which conf change it goes.
     fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        Err(raft::Error::Store(raft::StorageError::SnapshotTemporarilyUnavailable))
+        let inner = self.rl();
+        if inner.snapshot_index == 0 {
+            return Err(raft::Error::Store(raft::StorageError::SnapshotTemporarilyUnavailable));
+        }
+        Ok(Snapshot {
+            data: encode_snapshot_data(inner.snapshot_offset, inner.log.log_start_offset(), inner.conf_index),
+            metadata: Some(SnapshotMetadata {
+                conf_state: Some(inner.conf_state.clone()),
+                index: inner.snapshot_index,
+                term: inner.snapshot_term,
+            }),
+        })
     }
 }
 
@@ -612,16 +786,34 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(b);
 }
 
-fn encode_state(hs: &HardState, cs: &ConfState, snapshot_index: u64, snapshot_term: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64);
-    for v in [hs.term, hs.vote, hs.commit, snapshot_index, snapshot_term] {
+/// What `raft-state` holds. The two last fields were added with snapshots; a file written
+/// before them has neither (no snapshot: the log start is the snapshot offset).
+#[derive(Debug, Clone, PartialEq)]
+struct SavedState {
+    hard_state: HardState,
+    conf_state: ConfState,
+    snapshot_index: u64,
+    snapshot_term: u64,
+    conf_index: Option<u64>,
+    snapshot_offset: Option<u64>,
+}
+
+fn encode_state(s: &SavedState) -> Vec<u8> {
+    let mut out = Vec::with_capacity(80);
+    let hs = &s.hard_state;
+    for v in [hs.term, hs.vote, hs.commit, s.snapshot_index, s.snapshot_term] {
         out.extend_from_slice(&v.to_be_bytes());
     }
+    let cs = &s.conf_state;
     put_ids(&mut out, &cs.voters);
     put_ids(&mut out, &cs.learners);
     put_ids(&mut out, &cs.voters_outgoing);
     put_ids(&mut out, &cs.learners_next);
     out.push(u8::from(cs.auto_leave));
+    if let (Some(c), Some(o)) = (s.conf_index, s.snapshot_offset) {
+        out.extend_from_slice(&c.to_be_bytes());
+        out.extend_from_slice(&o.to_be_bytes());
+    }
     out
 }
 
@@ -652,22 +844,50 @@ impl Reader<'_> {
     }
 }
 
-fn decode_state(buf: &[u8]) -> Option<(HardState, ConfState, u64, u64)> {
+fn decode_state(buf: &[u8]) -> Option<SavedState> {
     let mut r = Reader(buf);
-    let hs = HardState {
+    let hard_state = HardState {
         term: r.u64()?,
         vote: r.u64()?,
         commit: r.u64()?,
     };
     let (snapshot_index, snapshot_term) = (r.u64()?, r.u64()?);
-    let cs = ConfState {
+    let conf_state = ConfState {
         voters: r.ids()?,
         learners: r.ids()?,
         voters_outgoing: r.ids()?,
         learners_next: r.ids()?,
         auto_leave: r.take(1)?[0] != 0,
     };
-    r.0.is_empty().then_some((hs, cs, snapshot_index, snapshot_term))
+    let (conf_index, snapshot_offset) = if r.0.is_empty() {
+        (None, None)
+    } else {
+        (Some(r.u64()?), Some(r.u64()?))
+    };
+    r.0.is_empty().then_some(SavedState {
+        hard_state,
+        conf_state,
+        snapshot_index,
+        snapshot_term,
+        conf_index,
+        snapshot_offset,
+    })
+}
+
+/// A snapshot's data: the Kafka offset where the entry after it starts, the leader's log start
+/// (at or above it: DeleteRecords may cut inside a batch) and the last conf change its
+/// configuration includes.
+fn encode_snapshot_data(offset: u64, log_start: u64, conf_index: u64) -> Vec<u8> {
+    [offset, log_start, conf_index]
+        .iter()
+        .flat_map(|v| v.to_be_bytes())
+        .collect()
+}
+
+fn decode_snapshot_data(buf: &[u8]) -> Option<(u64, u64, u64)> {
+    let mut r = Reader(buf);
+    let v = (r.u64()?, r.u64()?, r.u64()?);
+    r.0.is_empty().then_some(v)
 }
 
 fn encode_entries(entries: &BTreeMap<u64, Entry>) -> Vec<u8> {
@@ -720,9 +940,40 @@ mod tests {
             learners: vec![4],
             ..Default::default()
         };
-        let enc = encode_state(&hs, &cs, 5, 3);
-        assert_eq!(decode_state(&enc), Some((hs, cs, 5, 3)));
+        let saved = SavedState {
+            hard_state: hs,
+            conf_state: cs,
+            snapshot_index: 5,
+            snapshot_term: 3,
+            conf_index: Some(4),
+            snapshot_offset: Some(1234),
+        };
+        let enc = encode_state(&saved);
+        assert_eq!(decode_state(&enc), Some(saved.clone()));
         assert_eq!(decode_state(&enc[..enc.len() - 1]), None);
+        // Written before snapshots existed: no conf index, no snapshot offset.
+        let old = SavedState {
+            conf_index: None,
+            snapshot_offset: None,
+            ..saved
+        };
+        let enc = encode_state(&old);
+        assert_eq!(
+            enc.len(),
+            encode_state(&SavedState {
+                conf_index: Some(0),
+                snapshot_offset: Some(0),
+                ..old.clone()
+            })
+            .len()
+                - 16
+        );
+        assert_eq!(decode_state(&enc), Some(old));
+        assert_eq!(
+            decode_snapshot_data(&encode_snapshot_data(30, 31, 9)),
+            Some((30, 31, 9))
+        );
+        assert_eq!(decode_snapshot_data(&[0; 23]), None);
 
         let mut m = BTreeMap::new();
         m.insert(

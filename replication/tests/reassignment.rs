@@ -10,128 +10,21 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-
-use common::wire::Wire;
-use common::{all_batches, kafka_batch, tag_of};
-use skiff_replication::group_driver::{DriverConfig, GroupDriver, GroupId, NodeId, ReplicaSpec};
+use common::all_batches;
+use common::kafka_batch;
+use common::one_group::{G, MAX_TICKS, Net};
+use skiff_replication::group_driver::NodeId;
 use skiff_replication::reassignment::{Step, next_step};
 use skiff_storage::LogConfig;
 
-const G: GroupId = GroupId(7);
-const MAX_TICKS: usize = 200;
-
-struct Net {
-    root: PathBuf,
-    /// The group's voters when it was created: what a new replica starts from.
-    initial: Vec<NodeId>,
-    drivers: BTreeMap<NodeId, GroupDriver>,
-    wire: Wire,
-    _tmp: tempfile::TempDir,
+/// What the broker's reassignment loop does, on the test network.
+trait Reassign {
+    fn step_towards(&mut self, target: &[NodeId]) -> Step;
+    fn reassign(&mut self, target: &[NodeId]) -> Vec<Step>;
+    fn assert_same_log(&self, nodes: &[NodeId], batches: usize);
 }
 
-fn logger() -> slog::Logger {
-    slog::Logger::root(slog::Discard, slog::o!())
-}
-
-impl Net {
-    fn new(initial: &[NodeId]) -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let mut net = Self {
-            root: tmp.path().to_path_buf(),
-            initial: initial.to_vec(),
-            drivers: BTreeMap::new(),
-            wire: Wire::default(),
-            _tmp: tmp,
-        };
-        for &n in initial {
-            net.start(n);
-        }
-        net
-    }
-
-    fn dir(root: &Path, node: NodeId) -> PathBuf {
-        root.join(format!("broker-{node}"))
-    }
-
-    /// Opens (or reopens) broker `node`'s replica; a new one starts from the initial voters.
-    fn start(&mut self, node: NodeId) {
-        let mut d = GroupDriver::new(DriverConfig::new(node), logger());
-        let spec = ReplicaSpec {
-            dir: Self::dir(&self.root, node),
-            log_config: LogConfig::default(),
-            voters: self.initial.clone(),
-            // Broker 1 times out first: a deterministic first leader.
-            election_timeout: Some(10 + 3 * usize::try_from(node).unwrap()),
-        };
-        d.open_group(G, &spec).unwrap();
-        self.drivers.insert(node, d);
-    }
-
-    fn kill(&mut self, node: NodeId) {
-        self.drivers.remove(&node);
-        self.wire.forget(node);
-    }
-
-    fn settle(&mut self) {
-        for _ in 0..1000 {
-            let mut busy = 0;
-            let nodes: Vec<NodeId> = self.drivers.keys().copied().collect();
-            for n in nodes {
-                let out = self.drivers.get_mut(&n).unwrap().process_ready(0);
-                assert!(out.failed.is_empty(), "broker {n}: {:?}", out.failed);
-                busy += out.readies;
-                self.wire.send(n, out.messages);
-            }
-            busy += self.wire.deliver(&mut self.drivers);
-            if busy == 0 && self.wire.in_flight.is_empty() {
-                return;
-            }
-        }
-        panic!("network did not settle");
-    }
-
-    fn tick(&mut self) {
-        for d in self.drivers.values_mut() {
-            d.tick();
-        }
-        self.settle();
-    }
-
-    fn leader(&self) -> Option<NodeId> {
-        let leaders: Vec<NodeId> = self
-            .drivers
-            .iter()
-            .filter(|(_, d)| d.is_leader(G))
-            .map(|(&n, _)| n)
-            .collect();
-        match leaders[..] {
-            [l] => Some(l),
-            _ => None,
-        }
-    }
-
-    fn elect(&mut self) -> NodeId {
-        for _ in 0..MAX_TICKS {
-            if let Some(l) = self.leader() {
-                return l;
-            }
-            self.tick();
-        }
-        panic!("no leader elected");
-    }
-
-    fn propose(&mut self, i: usize) {
-        let leader = self.elect();
-        self.drivers
-            .get_mut(&leader)
-            .unwrap()
-            .propose(G, kafka_batch(2, format!("batch-{i}").as_bytes()))
-            .unwrap();
-        self.settle();
-    }
-
+impl Reassign for Net {
     /// What the broker does on a leader: one reassignment step; returns it.
     fn step_towards(&mut self, target: &[NodeId]) -> Step {
         let leader = self.elect();
@@ -165,13 +58,6 @@ impl Net {
             self.tick();
         }
         panic!("reassignment to {target:?} did not finish: {steps:?}");
-    }
-
-    fn tags(&self, node: NodeId) -> Vec<String> {
-        all_batches(self.drivers[&node].store(G).unwrap())
-            .iter()
-            .map(|(_, b)| String::from_utf8(tag_of(b).to_vec()).unwrap())
-            .collect()
     }
 
     fn assert_same_log(&self, nodes: &[NodeId], batches: usize) {

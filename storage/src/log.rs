@@ -638,6 +638,31 @@ impl Log {
         Ok(new_end)
     }
 
+    /// Deletes every batch and starts the log over, empty, at `offset` (Kafka's
+    /// `truncateFullyAndStartAt`): a replica that installs a snapshot from its leader discards
+    /// whatever it had, below and above.
+    pub fn restart_at(&mut self, offset: u64) -> Result<()> {
+        self.check_online()?;
+        let doomed: Vec<u64> = self.segments.keys().copied().collect();
+        for base in doomed {
+            if let Some(seg) = self.segments.remove(&base) {
+                seg.delete()?;
+            }
+        }
+        let seg = Segment::create(&self.dir, offset, &self.config)?;
+        self.segments.insert(offset, seg);
+        self.log_start_offset = offset;
+        checkpoint::sync_dir(&self.dir)?;
+        self.recovery_point = offset;
+        // No batch is left to carry an epoch: the next appended ones bring theirs.
+        if self.epochs.truncate_from_end(0) {
+            self.epochs.save()?;
+        }
+        self.write_checkpoint()?;
+        tracing::info!(dir = %self.dir.display(), offset, "log restarted empty");
+        Ok(())
+    }
+
     /// DeleteRecords: moves the log start offset forward (never past the log end) and deletes the
     /// segments wholly below it. Returns whether it moved.
     pub fn set_log_start_offset(&mut self, offset: u64) -> Result<bool> {

@@ -9,6 +9,18 @@ impl Log {
     /// the log over `retention.bytes`. The active segment goes too once it is expired (it is rolled
     /// first, as Kafka does). Returns how many segments were deleted.
     pub fn enforce_retention(&mut self, now_ms: i64) -> Result<usize> {
+        let Some((count, first_kept)) = self.retention_cutoff(now_ms)? else {
+            return Ok(0);
+        };
+        self.set_log_start_offset(first_kept.max(self.log_start_offset()))?;
+        Ok(count)
+    }
+
+    /// Where retention would start the log: the number of old segments it deletes and the base
+    /// offset of the first one kept (rolling the active segment first when every segment is
+    /// expired, as Kafka does). `None` when nothing is due. The caller moves the log start, so
+    /// that a replicated log can record the cut in its Raft log first.
+    pub fn retention_cutoff(&mut self, now_ms: i64) -> Result<Option<(usize, u64)>> {
         let config = self.config().clone();
         let sizes: Vec<(u64, i64, bool)> = self
             .segments()
@@ -38,13 +50,13 @@ impl Log {
         };
         let count = by_time.max(by_size);
         if count == 0 {
-            return Ok(0);
+            return Ok(None);
         }
         if count == sizes.len() {
             self.roll()?;
         }
         let Some(&first_kept) = self.segment_base_offsets().get(count) else {
-            return Ok(0);
+            return Ok(None);
         };
         tracing::info!(
             dir = %self.dir().display(),
@@ -54,7 +66,6 @@ impl Log {
             new_log_start = first_kept,
             "retention deletes segments"
         );
-        self.set_log_start_offset(first_kept.max(self.log_start_offset()))?;
-        Ok(count)
+        Ok(Some((count, first_kept)))
     }
 }

@@ -323,6 +323,29 @@ fn truncate_below_everything_starts_over_at_that_offset() {
 }
 
 #[test]
+fn restart_at_discards_everything_and_continues_from_the_new_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), small_config()).unwrap();
+    fill(&mut log, 50, 5, 3);
+    log.restart_at(1234).unwrap();
+    assert_eq!(
+        (log.log_start_offset(), log.log_end_offset(), log.segment_count()),
+        (1234, 1234, 1)
+    );
+    assert!(log.leader_epochs().is_empty());
+    assert_eq!(
+        log.read(0, 100, u64::MAX).unwrap_err().kafka_code(),
+        kafka_code::OFFSET_OUT_OF_RANGE
+    );
+    fill(&mut log, 2, 5, 2);
+    assert_eq!(log.leader_epochs(), &[(2, 1234)]);
+    drop(log);
+    let log = Log::open(dir.path(), small_config()).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (1234, 1244));
+    assert_eq!(read_all(&log).len(), 2);
+}
+
+#[test]
 fn delete_records_moves_the_log_start_and_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = Log::open(dir.path(), small_config()).unwrap();

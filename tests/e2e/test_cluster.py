@@ -9,10 +9,10 @@ import time
 from collections import defaultdict
 
 import pytest
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, TopicPartition
 from confluent_kafka.admin import NewTopic
 
-from e2e_util import admin, kp_producer, producer, unique, wait_until, watermarks
+from e2e_util import admin, consume_range, kp_producer, producer, unique, wait_until, watermarks
 from group_member import Ledger, Member, check_ledger
 from local_cluster import check_partitions, cluster_fixture, create_replicated, leaders, produce_through
 
@@ -24,6 +24,8 @@ CLUSTER_SETS = {
     "min.insync.replicas": "2",
     "replica.lag.time.max.ms": "4000",
     "group.initial.rebalance.delay.ms": "0",
+    # Retention looks every second instead of every 5 minutes.
+    "log.retention.check.interval.ms": "1000",
 }
 
 
@@ -262,3 +264,103 @@ def test_partitions_added_to_a_replicated_topic_are_replicated_and_writable(clus
     with pytest.raises(Exception) as info:
         client.create_partitions([NewPartitions(topic, 3)])[topic].result(timeout=30)
     assert info.value.args[0].code() == KafkaError.INVALID_PARTITIONS
+
+
+def test_deleted_records_and_retention_reach_every_replica_and_a_wiped_broker_rebuilds(cluster):
+    """DeleteRecords and retention on a replicated partition move its log start on every replica (the partition log is
+    the Raft log: its start moves with a Raft snapshot); a broker that comes back with an empty data dir installs the
+    leader's snapshot, starts its log at the same offset and serves the same records once it leads."""
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+    client = admin(BOOTSTRAP)
+    topic = unique("cl-trim")
+    client.create_topics([NewTopic(topic, num_partitions=1, replication_factor=3, config={"segment.bytes": "16384"})],
+                         request_timeout=20)[topic].result(timeout=30)
+    wait_until(lambda: len(client.list_topics(topic=topic, timeout=5).topics[topic].partitions[0].isrs) == 3, 30,
+               "three in-sync replicas")
+    prod = producer(BOOTSTRAP, **{"enable.idempotence": True, "linger.ms": 5})
+    values = [f"record-{i:06d}-".encode() * 4 for i in range(6000)]
+    for v in values[:4000]:
+        prod.produce(topic, value=v, partition=0)
+        prod.poll(0)
+    assert prod.flush(60) == 0
+
+    tp = TopicPartition(topic, 0, 1500)
+    deleted = client.delete_records([tp], request_timeout=30)[tp].result(timeout=30)
+    assert deleted.low_watermark == 1500
+    assert watermarks(BOOTSTRAP, topic, 1)[0] == (1500, 4000)
+
+    # A follower loses its whole data dir while more records arrive, and comes back.
+    leader = leaders(client, topic)[0]
+    wiped = next(b for b in range(1, NODES + 1) if b != leader)
+    cluster.kill(wiped)
+    cluster.wipe(wiped)
+    for v in values[4000:]:
+        prod.produce(topic, value=v, partition=0)
+        prod.poll(0)
+    assert prod.flush(60) == 0
+    cluster.start(wiped)
+    wait_until(lambda: len(client.list_topics(topic=topic, timeout=5).topics[topic].partitions[0].isrs) == 3, 60,
+               f"broker {wiped} (rebuilt from an empty disk) back in the ISR", interval=0.5)
+
+    def read_all():
+        msgs = consume_range(BOOTSTRAP, topic, 1, timeout=60)
+        return [(m.offset(), m.value()) for m in msgs if m.offset() >= 1500]
+    expected = [(i, values[i]) for i in range(1500, 6000)]
+    assert read_all() == expected
+    # Every replica applied the deletion: each leads in turn (killing the current leader keeps a majority), and
+    # answers the same log start and the same records.
+    led = {leaders(client, topic)[0]}
+    for _ in range(6):
+        if led == set(range(1, NODES + 1)):
+            break
+        current = leaders(client, topic)[0]
+        cluster.kill(current)
+        wait_until(lambda: leaders(client, topic)[0] not in (current, -1), 30, f"a leader other than {current}")
+        now = leaders(client, topic)[0]
+        led.add(now)
+        assert watermarks(BOOTSTRAP, topic, 1)[0] == (1500, 6000), f"broker {now} leading"
+        assert read_all() == expected, f"broker {now} leading"
+        cluster.start(current)
+        wait_until(lambda: len(client.list_topics(topic=topic, timeout=5).topics[topic].partitions[0].isrs) == 3,
+                   60, f"broker {current} back in the ISR", interval=0.5)
+    assert led == set(range(1, NODES + 1)), f"only brokers {led} led"
+
+    # Retention (retention.bytes) deletes whole old segments on every replica on its own. More records, in small
+    # batches, so that every replica rolls segments (a replica writes what one Raft append carries into one segment).
+    small = producer(BOOTSTRAP, **{"enable.idempotence": True, "linger.ms": 0, "batch.size": 4096})
+    more = [f"later-{i:06d}-".encode() * 4 for i in range(3000)]
+    for v in more:
+        small.produce(topic, value=v, partition=0)
+        small.poll(0)
+    assert small.flush(60) == 0
+    values += more
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
+        ConfigEntry("retention.bytes", "100000", incremental_operation=AlterConfigOpType.SET)])
+    client.incremental_alter_configs([resource])[resource].result(timeout=30)
+
+    def first_segment(node):
+        bases = [int(p.stem) for p in (cluster.root / f"node-{node}").glob(f"{topic}-0.group-*/*.log")]
+        return min(bases) if bases else -1
+    wait_until(lambda: all(first_segment(n) >= 6000 for n in range(1, NODES + 1)), 30,
+               "every replica deleting the segments below the last 100000 bytes")
+    low, high = watermarks(BOOTSTRAP, topic, 1)[0]
+    assert low >= 6000 and high == 9000, (low, high)
+    msgs = consume_range(BOOTSTRAP, topic, 1, timeout=60)
+    assert [(m.offset(), m.value()) for m in msgs if m.offset() >= low] == [(i, values[i]) for i in range(low, 9000)]
+
+
+def test_producer_ids_are_unique_across_brokers_and_lost_data_dirs(cluster):
+    """Every broker answers InitProducerId from blocks of ids the metadata log hands out: two producers never share an
+    id (they would be deduplicated against each other), not even after a broker lost its data dir."""
+    from rawkafka import RawClient
+
+    def ids_from(node, n=3):
+        with RawClient(f"localhost:{node}9092") as raw:
+            return [raw.init_producer_id()[0] for _ in range(n)]
+    seen = [pid for node in range(1, NODES + 1) for pid in ids_from(node)]
+    assert len(set(seen)) == len(seen), seen
+    cluster.kill(NODES)
+    cluster.wipe(NODES)
+    cluster.start(NODES)
+    again = ids_from(NODES) + ids_from(1)
+    assert not set(again) & set(seen) and len(set(again)) == len(again), (seen, again)

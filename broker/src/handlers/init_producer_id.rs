@@ -22,6 +22,12 @@ const PRODUCER_ID_AND_EPOCH_VERSION: i16 = 3;
 /// (`Short.MaxValue - 1`, so the bumped epoch itself never reaches `Short.MaxValue`).
 const EPOCH_EXHAUSTED: i16 = i16::MAX - 1;
 
+/// Why no producer id could be assigned.
+enum Assign {
+    Local(ProducerIdError),
+    Cluster(crate::error::ApiError),
+}
+
 pub fn handle(ctx: &Ctx<'_>, request: InitProducerIdRequest) -> InitProducerIdResponse {
     let response = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(-1))
@@ -42,24 +48,39 @@ pub fn handle(ctx: &Ctx<'_>, request: InitProducerIdRequest) -> InitProducerIdRe
     let current =
         (ctx.version >= PRODUCER_ID_AND_EPOCH_VERSION && request.producer_id.0 >= 0 && request.producer_epoch >= 0)
             .then_some((request.producer_id.0, request.producer_epoch));
+    // In a cluster the metadata log hands out the ids (`cluster/producer_id_blocks.rs`).
+    let cluster = ctx.broker.cluster();
+    let issued = |id| match &cluster {
+        Some(c) => c.producer_id_issued(id),
+        None => ids.was_issued(id),
+    };
     let assigned = match current {
         // KIP-360: an idempotent producer that lost track of its sequences keeps its id with a
         // higher epoch; every partition then expects sequence 0 from it.
-        Some((id, epoch)) if ids.was_issued(id) && epoch < EPOCH_EXHAUSTED => Ok((id, epoch + 1)),
-        _ => ids.next_id().map(|id| (id, 0)),
+        Some((id, epoch)) if issued(id) && epoch < EPOCH_EXHAUSTED => Ok((id, epoch + 1)),
+        _ => match &cluster {
+            Some(c) => c.next_producer_id().map_err(Assign::Cluster),
+            None => ids.next_id().map_err(Assign::Local),
+        }
+        .map(|id| (id, 0)),
     };
     match assigned {
         Ok((id, epoch)) => {
             tracing::debug!(producer_id = id, epoch, "assigned producer id");
             response.with_producer_id(ProducerId(id)).with_producer_epoch(epoch)
         }
-        Err(e) => {
+        Err(Assign::Local(e)) => {
             tracing::error!(error = %e, "could not assign a producer id");
             let code = match e {
                 ProducerIdError::Storage(_) => ResponseError::KafkaStorageError,
                 ProducerIdError::Exhausted => ResponseError::UnknownServerError,
             };
             response.with_error_code(code.code())
+        }
+        Err(Assign::Cluster(e)) => {
+            tracing::warn!(error = %e, "could not assign a producer id");
+            // The controller is electing or unreachable: the client retries.
+            response.with_error_code(ResponseError::CoordinatorLoadInProgress.code())
         }
     }
 }

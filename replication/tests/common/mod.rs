@@ -2,6 +2,7 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod one_group;
 pub mod wire;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -36,9 +37,10 @@ pub fn kafka_batch(records: i32, tag: &[u8]) -> Vec<u8> {
     b
 }
 
-/// Every batch of a replica's partition log (the whole log, ignoring the high watermark).
+/// Every batch of a replica's partition log from its log start (ignoring the high watermark).
 pub fn all_batches(store: &LogStorage) -> Vec<(BatchHeader, Vec<u8>)> {
-    let buf = store.read(0, usize::MAX / 2, u64::MAX).unwrap();
+    let start = store.with_log(|log| log.log_start_offset());
+    let buf = store.read(start, usize::MAX / 2, u64::MAX).unwrap();
     if buf.is_empty() {
         return Vec::new();
     }
