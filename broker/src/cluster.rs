@@ -176,6 +176,9 @@ pub struct Cluster {
     known_peers: Mutex<std::collections::HashSet<BrokerId>>,
     /// The producer ids left in this broker's block: next, end (`producer_id_blocks.rs`).
     producer_ids: Mutex<(i64, i64)>,
+    /// On the controller leader: when each broker was last heard from in the controller group,
+    /// since when this broker leads it, and when liveness was last checked (`membership.rs`).
+    liveness: Mutex<membership::Liveness>,
     /// Wakes the loop after a proposal.
     wake: Notify,
 }
@@ -248,6 +251,7 @@ impl Cluster {
             raft_endpoint,
             known_peers: Mutex::new(voters.iter().copied().collect()),
             producer_ids: Mutex::new((0, 0)),
+            liveness: Mutex::new(membership::Liveness::default()),
             wake: Notify::new(),
         });
         broker.set_cluster(Arc::clone(&cluster));
@@ -362,6 +366,12 @@ impl Cluster {
     fn pass(&self, broker: &Arc<Broker>, messages: Vec<Incoming>, tick: bool, checkpoint: bool) -> Output {
         let mut driver = lock(&self.driver);
         lock(&self.heard).extend(messages.iter().map(|m| (m.group, broker_id(m.from))));
+        self.note_controller_traffic(
+            messages
+                .iter()
+                .filter(|m| m.group == CONTROLLER_GROUP)
+                .map(|m| broker_id(m.from)),
+        );
         for m in messages {
             match driver.step(m.group, m.message) {
                 Ok(()) | Err(DriverError::UnknownGroup(_)) => {}
@@ -394,6 +404,7 @@ impl Cluster {
             self.rebalance_leaders(&mut driver);
             self.step_reassignments(&mut driver);
             self.step_controller_learners(&mut driver);
+            self.step_broker_liveness(&mut driver);
         }
         for (group, e) in &out.failed {
             if let Some(p) = read(&self.replicas).get(group)
@@ -817,13 +828,16 @@ impl Cluster {
         Ok(topic)
     }
 
-    /// Brokers registered in the metadata, by id, with their endpoint for `listener` (the
+    /// Live brokers registered in the metadata, by id, with their endpoint for `listener` (the
     /// listener the asking client came in on; a broker without one shows its first).
     /// This broker is always among them: before its registration is applied (a cluster that is
     /// still forming) a Metadata answer without a single broker leaves clients stuck.
     pub fn brokers(&self, listener: &str) -> Vec<BrokerView> {
         let mut brokers: Vec<BrokerView> = read(&self.metadata)
             .brokers()
+            // Fenced brokers (not heard from: `membership.rs`) are not listed, as in Kafka: clients
+            // stop trying them and their replicas show as offline.
+            .filter(|b| !b.fenced || b.id == self.me)
             .filter_map(|b| {
                 let e = b
                     .endpoints

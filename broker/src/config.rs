@@ -30,6 +30,9 @@ pub const OFFSETS_TOPIC_REPLICATION_FACTOR_DEFAULT: i16 = 3;
 /// `replica.lag.time.max.ms`: a follower that has not caught up with the leader's log end for
 /// this long leaves the ISR.
 pub const REPLICA_LAG_TIME_MAX_MS_DEFAULT: u64 = 30_000;
+/// `broker.session.timeout.ms`: a broker the controller has not heard from for this long is
+/// fenced (no longer listed in Metadata, its replicas reported offline) until it is heard again.
+pub const BROKER_SESSION_TIMEOUT_MS_DEFAULT: u64 = 9_000;
 /// `auto.leader.rebalance.enable`: leaders hand partitions back to their preferred replica.
 pub const AUTO_LEADER_REBALANCE_ENABLE_DEFAULT: bool = true;
 /// `leader.imbalance.check.interval.seconds`: how often leaders look for imbalance.
@@ -97,6 +100,7 @@ pub struct BrokerConfig {
     pub default_replication_factor: i16,
     pub offsets_topic_replication_factor: i16,
     pub replica_lag_time_max_ms: u64,
+    pub broker_session_timeout_ms: u64,
     pub auto_leader_rebalance_enable: bool,
     pub leader_imbalance_check_interval_seconds: u64,
     pub leader_imbalance_per_broker_percentage: u32,
@@ -157,6 +161,7 @@ impl BrokerConfig {
             default_replication_factor: DEFAULT_REPLICATION_FACTOR_DEFAULT,
             offsets_topic_replication_factor: OFFSETS_TOPIC_REPLICATION_FACTOR_DEFAULT,
             replica_lag_time_max_ms: REPLICA_LAG_TIME_MAX_MS_DEFAULT,
+            broker_session_timeout_ms: BROKER_SESSION_TIMEOUT_MS_DEFAULT,
             auto_leader_rebalance_enable: AUTO_LEADER_REBALANCE_ENABLE_DEFAULT,
             leader_imbalance_check_interval_seconds: LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS_DEFAULT,
             leader_imbalance_per_broker_percentage: LEADER_IMBALANCE_PER_BROKER_PERCENTAGE_DEFAULT,
@@ -206,6 +211,7 @@ impl BrokerConfig {
                 }
             }
             "replica.lag.time.max.ms" => self.replica_lag_time_max_ms = parse(name, value)?,
+            "broker.session.timeout.ms" => self.broker_session_timeout_ms = parse(name, value)?,
             "auto.leader.rebalance.enable" => self.auto_leader_rebalance_enable = parse(name, value)?,
             "leader.imbalance.check.interval.seconds" => {
                 self.leader_imbalance_check_interval_seconds = parse(name, value)?;
@@ -257,6 +263,7 @@ impl BrokerConfig {
             "default.replication.factor" => self.default_replication_factor.to_string(),
             "offsets.topic.replication.factor" => self.offsets_topic_replication_factor.to_string(),
             "replica.lag.time.max.ms" => self.replica_lag_time_max_ms.to_string(),
+            "broker.session.timeout.ms" => self.broker_session_timeout_ms.to_string(),
             "auto.leader.rebalance.enable" => self.auto_leader_rebalance_enable.to_string(),
             "leader.imbalance.check.interval.seconds" => self.leader_imbalance_check_interval_seconds.to_string(),
             "leader.imbalance.per.broker.percentage" => self.leader_imbalance_per_broker_percentage.to_string(),
@@ -277,7 +284,7 @@ impl BrokerConfig {
 }
 
 /// Every name `BrokerConfig::set` accepts, in the order DescribeConfigs lists them.
-pub const BROKER_CONFIG_NAMES: [&str; 28] = [
+pub const BROKER_CONFIG_NAMES: [&str; 29] = [
     "node.id",
     "broker.id",
     "num.partitions",
@@ -292,6 +299,7 @@ pub const BROKER_CONFIG_NAMES: [&str; 28] = [
     "default.replication.factor",
     "offsets.topic.replication.factor",
     "replica.lag.time.max.ms",
+    "broker.session.timeout.ms",
     "auto.leader.rebalance.enable",
     "leader.imbalance.check.interval.seconds",
     "leader.imbalance.per.broker.percentage",

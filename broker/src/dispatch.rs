@@ -47,6 +47,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterPartitionReassignments, 0, 1),
     (ApiKey::ListPartitionReassignments, 0, 0),
     (ApiKey::UnregisterBroker, 0, 0),
+    (ApiKey::DescribeTopicPartitions, 0, 0),
 ];
 
 pub fn supported_range(api: ApiKey) -> Option<(i16, i16)> {
@@ -192,6 +193,9 @@ async fn route(ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> {
             ResponseKind::AlterPartitionReassignments(handlers::alter_partition_reassignments::handle(ctx, r))
         }
         RequestKind::UnregisterBroker(r) => ResponseKind::UnregisterBroker(handlers::unregister_broker::handle(ctx, r)),
+        RequestKind::DescribeTopicPartitions(r) => {
+            ResponseKind::DescribeTopicPartitions(handlers::describe_topic_partitions::handle(ctx, r))
+        }
         RequestKind::ListPartitionReassignments(r) => {
             ResponseKind::ListPartitionReassignments(handlers::list_partition_reassignments::handle(ctx, r))
         }

@@ -379,6 +379,14 @@ fn build(api: ApiKey, v: i16, env: &mut Env) -> Option<RequestKind> {
         ApiKey::ListPartitionReassignments => R::ListPartitionReassignments(
             kafka_protocol::messages::ListPartitionReassignmentsRequest::default().with_timeout_ms(1000),
         ),
+        ApiKey::DescribeTopicPartitions => R::DescribeTopicPartitions(
+            kafka_protocol::messages::DescribeTopicPartitionsRequest::default()
+                .with_response_partition_limit(10)
+                .with_topics(vec![
+                    kafka_protocol::messages::describe_topic_partitions_request::TopicRequest::default()
+                        .with_name(topic(TOPIC)),
+                ]),
+        ),
         ApiKey::UnregisterBroker => R::UnregisterBroker(
             kafka_protocol::messages::UnregisterBrokerRequest::default()
                 .with_broker_id(kafka_protocol::messages::BrokerId(7)),

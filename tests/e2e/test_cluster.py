@@ -26,6 +26,8 @@ CLUSTER_SETS = {
     "group.initial.rebalance.delay.ms": "0",
     # Retention looks every second instead of every 5 minutes.
     "log.retention.check.interval.ms": "1000",
+    # A dead broker is fenced after 4 s instead of 9.
+    "broker.session.timeout.ms": "4000",
 }
 
 
@@ -264,6 +266,50 @@ def test_partitions_added_to_a_replicated_topic_are_replicated_and_writable(clus
     with pytest.raises(Exception) as info:
         client.create_partitions([NewPartitions(topic, 3)])[topic].result(timeout=30)
     assert info.value.args[0].code() == KafkaError.INVALID_PARTITIONS
+
+
+def test_describe_topic_partitions_pages_and_a_dead_broker_is_fenced(cluster):
+    """DescribeTopicPartitions (kafka-python's describe_topic_partitions, KIP-966) pages through partitions with a
+    cursor and agrees with Metadata; a broker the controller no longer hears from is fenced after
+    broker.session.timeout.ms: Metadata stops listing it and its replicas show as offline, until it is back."""
+    from kafka.admin import KafkaAdminClient
+    client = admin(BOOTSTRAP)
+    topic = unique("cl-dtp")
+    create_replicated(client, topic, 5)
+    kadmin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP.split(","), request_timeout_ms=30000)
+    try:
+        def describe_all():
+            parts, cursor, pages = [], None, 0
+            while True:
+                r = kadmin.describe_topic_partitions([topic], response_partition_limit=2, cursor=cursor)
+                pages += 1
+                parts += [p for t in r["topics"] if t["name"] == topic for p in t["partitions"]]
+                cursor = r["next_cursor"]
+                if cursor is None:
+                    return parts, pages
+        parts, pages = describe_all()
+        assert [p["partition_index"] for p in parts] == list(range(5)) and pages == 3
+        md = client.list_topics(topic=topic, timeout=5).topics[topic].partitions
+        for p in parts:
+            m = md[p["partition_index"]]
+            assert (p["leader_id"], sorted(p["replica_nodes"]), sorted(p["isr_nodes"]), p["offline_replicas"]) == (
+                m.leader, sorted(m.replicas), sorted(m.isrs), []), p
+        unknown = kadmin.describe_topic_partitions([unique("missing")])["topics"][0]
+        assert unknown["error_code"] == 3  # UNKNOWN_TOPIC_OR_PARTITION
+
+        victim = next(b for b in range(1, NODES + 1) if b != leaders(client, topic)[0])
+        cluster.kill(victim)
+        try:
+            wait_until(lambda: victim not in client.list_topics(timeout=5).brokers, 30, f"broker {victim} fenced")
+            wait_until(lambda: all(p["offline_replicas"] == [victim] and victim not in p["isr_nodes"]
+                                   for p in describe_all()[0]), 30, f"broker {victim}'s replicas offline, out of the ISR")
+        finally:
+            cluster.start(victim)
+        wait_until(lambda: victim in client.list_topics(timeout=5).brokers, 30, f"broker {victim} unfenced")
+        wait_until(lambda: all(p["offline_replicas"] == [] and len(p["isr_nodes"]) == 3 for p in describe_all()[0]),
+                   60, "every replica online and in sync again")
+    finally:
+        kadmin.close()
 
 
 def test_deleted_records_and_retention_reach_every_replica_and_a_wiped_broker_rebuilds(cluster):

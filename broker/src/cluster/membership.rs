@@ -6,16 +6,21 @@
 //! - every broker learns that address from the applied record, and the controller's leader adds
 //!   the broker as a learner, which then replicates the whole metadata log, sees its own
 //!   registration and starts hosting replicas (new topics, reassignments);
+//! - the controller's leader fences a broker it has not heard from for `broker.session.timeout.ms`
+//!   (Metadata stops listing it, its replicas are reported offline, no new replicas go to it) and
+//!   unfences it once it is heard again;
 //! - UnregisterBroker removes a broker that holds no replica any more (decommissioned: its
 //!   replicas were moved away first), and the leader drops it from the controller group.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use skiff_replication::cluster_metadata::{CONTROLLER_GROUP, ClusterMetadata};
 use skiff_replication::group_driver::{GroupDriver, remote_proposal};
 use skiff_replication::metadata_records::{
-    BrokerId, Endpoint, MetadataRecord, UnregisterBroker, encode_batch, metadata_record::Kind,
+    BrokerId, Endpoint, FenceBroker, MetadataRecord, UnfenceBroker, UnregisterBroker, encode_batch,
+    metadata_record::Kind,
 };
 use skiff_replication::reassignment::Step;
 
@@ -25,6 +30,17 @@ use crate::config::BrokerConfig;
 use crate::error::ApiError;
 use kafka_protocol::ResponseError;
 use skiff_protocol::kafka_protocol;
+
+/// How often the controller's leader looks at brokers' liveness.
+const LIVENESS_CHECK_INTERVAL: Duration = Duration::from_millis(500);
+
+/// What the controller's leader knows of brokers' liveness.
+#[derive(Debug, Default)]
+pub(super) struct Liveness {
+    heard: HashMap<BrokerId, Instant>,
+    leading_since: Option<Instant>,
+    last_check: Option<Instant>,
+}
 
 /// The Raft address this broker registers: the replication listener's port, on its own address
 /// when bound to one, else on the host clients are told (the first advertised listener's).
@@ -127,6 +143,74 @@ impl Cluster {
         }
     }
 
+    /// Every broker sends to the controller's leader each tick (heartbeat and append
+    /// responses): what the leader hears tells which brokers are alive.
+    pub(super) fn note_controller_traffic(&self, from: impl Iterator<Item = BrokerId>) {
+        let now = Instant::now();
+        let mut liveness = lock(&self.liveness);
+        for b in from {
+            liveness.heard.insert(b, now);
+        }
+    }
+
+    /// On the controller leader: fences brokers not heard from for `broker.session.timeout.ms`
+    /// and unfences those heard again (KRaft's broker heartbeats, from Raft traffic).
+    pub(super) fn step_broker_liveness(&self, driver: &mut GroupDriver) {
+        let now = Instant::now();
+        let since = {
+            let mut liveness = lock(&self.liveness);
+            if !driver.is_leader(CONTROLLER_GROUP) {
+                liveness.leading_since = None;
+                return;
+            }
+            if liveness
+                .last_check
+                .is_some_and(|t| now.duration_since(t) < LIVENESS_CHECK_INTERVAL)
+            {
+                return;
+            }
+            liveness.last_check = Some(now);
+            *liveness.leading_since.get_or_insert(now)
+        };
+        let session = Duration::from_millis(self.config.broker_session_timeout_ms);
+        let records: Vec<MetadataRecord> = {
+            let heard = &lock(&self.liveness).heard;
+            read(&self.metadata)
+                .brokers()
+                .filter(|b| b.id != self.me)
+                .filter_map(|b| {
+                    // A new controller leader gives everyone a session before judging.
+                    let last = heard.get(&b.id).copied().map_or(since, |t| t.max(since));
+                    let alive = now.duration_since(last) < session;
+                    match (alive, b.fenced) {
+                        (false, false) => Some(Kind::FenceBroker(FenceBroker {
+                            broker_id: b.id,
+                            incarnation: b.incarnation,
+                        })),
+                        (true, true) => Some(Kind::UnfenceBroker(UnfenceBroker {
+                            broker_id: b.id,
+                            incarnation: b.incarnation,
+                        })),
+                        _ => None,
+                    }
+                })
+                .map(MetadataRecord::from)
+                .collect()
+        };
+        if records.is_empty() {
+            return;
+        }
+        tracing::info!(changes = ?records.iter().filter_map(|r| r.kind.as_ref()).map(liveness_change).collect::<Vec<_>>(), "broker liveness changed");
+        match encode_batch(&records, now_ms()) {
+            Ok(batch) => {
+                if let Err(e) = driver.propose(CONTROLLER_GROUP, batch) {
+                    tracing::debug!(error = %e, "liveness change not proposed");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot encode liveness changes"),
+        }
+    }
+
     /// UnregisterBroker: removes a broker that holds no replica (move them away first) and is
     /// not a controller voter, and waits until the metadata log has it.
     pub fn unregister_broker(&self, broker: BrokerId) -> Result<(), ApiError> {
@@ -167,6 +251,14 @@ impl Cluster {
         lock(&self.known_peers).remove(&broker);
         tracing::info!(broker, "broker unregistered");
         Ok(())
+    }
+}
+
+fn liveness_change(kind: &Kind) -> String {
+    match kind {
+        Kind::FenceBroker(f) => format!("fence {}", f.broker_id),
+        Kind::UnfenceBroker(u) => format!("unfence {}", u.broker_id),
+        _ => String::new(),
     }
 }
 

@@ -23,7 +23,7 @@ const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 const CLUSTER_OPERATIONS_VERSIONS: std::ops::RangeInclusive<i16> = 8..=10;
 /// Without an authorizer every TOPIC operation is allowed: READ (3), WRITE (4), CREATE (5),
 /// DELETE (6), ALTER (7), DESCRIBE (8), DESCRIBE_CONFIGS (10), ALTER_CONFIGS (11).
-const TOPIC_OPERATIONS: i32 = 1 << 3 | 1 << 4 | 1 << 5 | 1 << 6 | 1 << 7 | 1 << 8 | 1 << 10 | 1 << 11;
+pub(crate) const TOPIC_OPERATIONS: i32 = 1 << 3 | 1 << 4 | 1 << 5 | 1 << 6 | 1 << 7 | 1 << 8 | 1 << 10 | 1 << 11;
 
 pub fn handle(ctx: &Ctx<'_>, request: MetadataRequest) -> MetadataResponse {
     let broker = ctx.broker;
@@ -111,7 +111,10 @@ pub fn handle(ctx: &Ctx<'_>, request: MetadataRequest) -> MetadataResponse {
         .with_cluster_authorized_operations(cluster_ops)
 }
 
-fn describe(ctx: &Ctx<'_>, topic: &Topic, operations: i32) -> MetadataResponseTopic {
+/// The newest Metadata version: what DescribeTopicPartitions answers with (epochs, topic ids).
+pub const LATEST_VERSION: i16 = 13;
+
+pub(crate) fn describe(ctx: &Ctx<'_>, topic: &Topic, operations: i32) -> MetadataResponseTopic {
     let me = BrokerId(ctx.broker.config.node_id);
     let partitions = (0..topic.partitions)
         .map(|p| {
