@@ -289,11 +289,14 @@ def test_describe_topic_partitions_pages_and_a_dead_broker_is_fenced(cluster):
                     return parts, pages
         parts, pages = describe_all()
         assert [p["partition_index"] for p in parts] == list(range(5)) and pages == 3
-        md = client.list_topics(topic=topic, timeout=5).topics[topic].partitions
-        for p in parts:
-            m = md[p["partition_index"]]
-            assert (p["leader_id"], sorted(p["replica_nodes"]), sorted(p["isr_nodes"]), p["offline_replicas"]) == (
-                m.leader, sorted(m.replicas), sorted(m.isrs), []), p
+
+        def agree():
+            # Each broker answers from its own view; a new partition's leader reports its ISR within half a second.
+            md = client.list_topics(topic=topic, timeout=5).topics[topic].partitions
+            return all((p["leader_id"], sorted(p["replica_nodes"]), sorted(p["isr_nodes"]), p["offline_replicas"]) == (
+                md[p["partition_index"]].leader, sorted(md[p["partition_index"]].replicas),
+                sorted(md[p["partition_index"]].isrs), []) for p in describe_all()[0])
+        wait_until(agree, 10, "DescribeTopicPartitions and Metadata agreeing", interval=0.2)
         unknown = kadmin.describe_topic_partitions([unique("missing")])["topics"][0]
         assert unknown["error_code"] == 3  # UNKNOWN_TOPIC_OR_PARTITION
 
