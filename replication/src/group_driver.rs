@@ -375,14 +375,19 @@ impl GroupDriver {
     /// leader. It is durable on the leader after the next `process_ready` and committed once
     /// reported in [`Output::committed`] with the returned index and term.
     pub fn propose(&mut self, group: GroupId, kafka_batch: Vec<u8>) -> Result<Proposal, DriverError> {
+        // The storage refuses a malformed entry, which would stop the replica: refuse it here.
+        check_one_batch(group, &kafka_batch)?;
+        self.propose_on_leader(group, vec![], kafka_batch)
+    }
+
+    /// Appends one entry on the leader; `NotLeader` (with the leader it knows) elsewhere.
+    fn propose_on_leader(&mut self, group: GroupId, context: Vec<u8>, data: Vec<u8>) -> Result<Proposal, DriverError> {
         let r = self.groups.get_mut(&group).ok_or(DriverError::UnknownGroup(group))?;
         if r.raw.raft.state != StateRole::Leader {
             let leader = (r.raw.raft.leader_id != 0).then_some(r.raw.raft.leader_id);
             return Err(DriverError::NotLeader { group, leader });
         }
-        // The storage refuses a malformed entry, which would stop the replica: refuse it here.
-        check_one_batch(group, &kafka_batch)?;
-        r.raw.propose(vec![], kafka_batch).map_err(|source| match source {
+        r.raw.propose(context, data).map_err(|source| match source {
             raft::Error::ProposalDropped => DriverError::ProposalDropped { group },
             source => DriverError::Raft { group, source },
         })?;
@@ -425,20 +430,7 @@ impl GroupDriver {
     /// On the leader: proposes a command every replica applies at its place in the log (see
     /// `log_command`); it is applied once reported committed like a batch (index and term).
     pub fn propose_command(&mut self, group: GroupId, command: LogCommand) -> Result<Proposal, DriverError> {
-        let r = self.groups.get_mut(&group).ok_or(DriverError::UnknownGroup(group))?;
-        if r.raw.raft.state != StateRole::Leader {
-            let leader = (r.raw.raft.leader_id != 0).then_some(r.raw.raft.leader_id);
-            return Err(DriverError::NotLeader { group, leader });
-        }
-        r.raw.propose(command.encode(), vec![]).map_err(|source| match source {
-            raft::Error::ProposalDropped => DriverError::ProposalDropped { group },
-            source => DriverError::Raft { group, source },
-        })?;
-        self.dirty.insert(group);
-        Ok(Proposal {
-            index: r.raw.raft.raft_log.last_index(),
-            term: r.raw.raft.term,
-        })
+        self.propose_on_leader(group, command.encode(), vec![])
     }
 
     /// Moves this replica's log start to `offset` (retention, on every replica independently),

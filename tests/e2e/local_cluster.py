@@ -18,6 +18,15 @@ SCRIPT = REPO_ROOT / "deploy" / "local-cluster.sh"
 # How long the cluster may take to elect a new leader and let clients on (the target is < 3 s; clients add
 # their own metadata refresh backoff on top).
 FAILOVER_TIMEOUT_S = 30
+# What the 3-broker fault tests run with: replication factor 3 everywhere, min.insync.replicas=2, and a short lag window
+# so that ISR changes are observable within a test.
+RF3_CLUSTER_SETS = {
+    "default.replication.factor": "3",
+    "offsets.topic.replication.factor": "3",
+    "min.insync.replicas": "2",
+    "replica.lag.time.max.ms": "4000",
+    "group.initial.rebalance.delay.ms": "0",
+}
 
 
 class Cluster:

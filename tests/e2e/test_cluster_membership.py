@@ -11,20 +11,13 @@ import pytest
 
 from conftest import REPO_ROOT, skiffctl_bin
 from e2e_util import admin, unique, wait_until
-from local_cluster import check_partitions, cluster_fixture, create_replicated, produce_through
+from local_cluster import RF3_CLUSTER_SETS, check_partitions, cluster_fixture, create_replicated, produce_through
 
-CLUSTER_SETS = {
-    "default.replication.factor": "3",
-    "offsets.topic.replication.factor": "3",
-    "min.insync.replicas": "2",
-    "replica.lag.time.max.ms": "4000",
-    "group.initial.rebalance.delay.ms": "0",
-}
 
 
 @pytest.fixture(scope="module")
 def cluster(request, tmp_path_factory):
-    yield from cluster_fixture(request, tmp_path_factory, 3, CLUSTER_SETS)
+    yield from cluster_fixture(request, tmp_path_factory, 3, RF3_CLUSTER_SETS)
 
 
 def skiffctl(cluster, *args, timeout=180):

@@ -7,19 +7,12 @@ rejoins as a follower, and every replica holds the same records, each acknowledg
 import pytest
 
 from e2e_util import admin, unique, wait_until
-from local_cluster import (FAILOVER_TIMEOUT_S, check_partitions, cluster_fixture, create_replicated, isr_sizes,
-                           leaders, produce_through)
+from local_cluster import (FAILOVER_TIMEOUT_S, RF3_CLUSTER_SETS, check_partitions, cluster_fixture, create_replicated,
+                           isr_sizes, leaders, produce_through)
 from pair_proxy import PairProxies
 from rawkafka import RawClient
 
 NODES = 3
-CLUSTER_SETS = {
-    "default.replication.factor": "3",
-    "offsets.topic.replication.factor": "3",
-    "min.insync.replicas": "2",
-    "replica.lag.time.max.ms": "4000",
-    "group.initial.rebalance.delay.ms": "0",
-}
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +24,7 @@ def proxies():
 
 @pytest.fixture(scope="module")
 def cluster(request, tmp_path_factory, proxies):
-    yield from cluster_fixture(request, tmp_path_factory, NODES, CLUSTER_SETS, prepare=proxies.write_voters_files)
+    yield from cluster_fixture(request, tmp_path_factory, NODES, RF3_CLUSTER_SETS, prepare=proxies.write_voters_files)
 
 
 def test_a_leader_cut_off_from_its_peers_steps_down_and_loses_nothing(cluster, proxies):
