@@ -6,12 +6,10 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use common::{Broker, ctl_at, field, last_table};
-use kafka_protocol::messages::api_versions_response::ApiVersion;
+use common::{Broker, api, ctl_at, field, last_table, read_frame, write_frame};
 use kafka_protocol::messages::describe_log_dirs_response::{
     DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
 };
@@ -80,23 +78,11 @@ fn stand_in(script: Script) -> String {
     addr
 }
 
-fn api(key: ApiKey, max: i16) -> ApiVersion {
-    ApiVersion::default()
-        .with_api_key(key as i16)
-        .with_min_version(0)
-        .with_max_version(max)
-}
-
 fn serve(mut stream: TcpStream, script: Script, me: &str) {
     loop {
-        let mut len = [0u8; 4];
-        if stream.read_exact(&mut len).is_err() {
+        let Some(frame) = read_frame(&mut stream) else {
             return;
-        }
-        let mut frame = vec![0u8; i32::from_be_bytes(len) as usize];
-        if stream.read_exact(&mut frame).is_err() {
-            return;
-        }
+        };
         if let Script::Silent = script {
             continue;
         }
@@ -188,9 +174,7 @@ fn serve(mut stream: TcpStream, script: Script, me: &str) {
         } else {
             panic!("unexpected API {key}");
         }
-        let len = (out.len() - 4) as i32;
-        out[0..4].copy_from_slice(&len.to_be_bytes());
-        if stream.write_all(&out).is_err() {
+        if !write_frame(&mut stream, out) {
             return;
         }
     }

@@ -9,17 +9,15 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use common::{ctl_at, last_table};
+use common::{api, ctl_at, last_table, read_frame, write_frame};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::alter_partition_reassignments_response::{
     ReassignablePartitionResponse, ReassignableTopicResponse,
 };
-use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::list_partition_reassignments_response::{
     OngoingPartitionReassignment, OngoingTopicReassignment,
 };
@@ -83,27 +81,15 @@ fn stand_in(polls: u32) -> (String, Shared) {
     (addr, shared)
 }
 
-fn api(key: ApiKey, max: i16) -> ApiVersion {
-    ApiVersion::default()
-        .with_api_key(key as i16)
-        .with_min_version(0)
-        .with_max_version(max)
-}
-
 fn ids(v: &[i32]) -> Vec<BrokerId> {
     v.iter().map(|&b| BrokerId(b)).collect()
 }
 
 fn serve(mut stream: TcpStream, state: &Shared) {
     loop {
-        let mut len = [0u8; 4];
-        if stream.read_exact(&mut len).is_err() {
+        let Some(frame) = read_frame(&mut stream) else {
             return;
-        }
-        let mut frame = vec![0u8; i32::from_be_bytes(len) as usize];
-        if stream.read_exact(&mut frame).is_err() {
-            return;
-        }
+        };
         let mut buf = Bytes::from(frame);
         let key = (&buf[0..2]).get_i16();
         let version = (&buf[2..4]).get_i16();
@@ -146,9 +132,7 @@ fn serve(mut stream: TcpStream, state: &Shared) {
         } else {
             panic!("unexpected API {key}");
         }
-        let len = (out.len() - 4) as i32;
-        out[0..4].copy_from_slice(&len.to_be_bytes());
-        if stream.write_all(&out).is_err() {
+        if !write_frame(&mut stream, out) {
             return;
         }
     }

@@ -4,6 +4,9 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::io::Write;
+
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::messages::api_versions_response::ApiVersion;
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -247,4 +250,32 @@ pub fn field(text: &str, key: &str) -> String {
         .find_map(|l| l.strip_prefix(&prefix))
         .map(|v| v.trim().to_string())
         .unwrap_or_else(|| panic!("no {key:?} in {text}"))
+}
+
+// --- scripted stand-in brokers (for what one real broker cannot show) ---
+
+/// An ApiVersions entry the stand-in offers: versions 0 to `max`.
+pub fn api(key: ApiKey, max: i16) -> ApiVersion {
+    ApiVersion::default()
+        .with_api_key(key as i16)
+        .with_min_version(0)
+        .with_max_version(max)
+}
+
+/// The next length-prefixed request frame on a stand-in's connection; `None` once it closes.
+pub fn read_frame(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).ok()?;
+    let mut frame = vec![0u8; usize::try_from(i32::from_be_bytes(len)).ok()?];
+    stream.read_exact(&mut frame).ok()?;
+    Some(frame)
+}
+
+/// Sends a response built after a 4-byte placeholder, filling in its length; false once the
+/// connection is gone.
+pub fn write_frame(stream: &mut TcpStream, mut out: bytes::BytesMut) -> bool {
+    let len = (out.len() - 4) as i32;
+    out[0..4].copy_from_slice(&len.to_be_bytes());
+    stream.write_all(&out).is_ok()
 }
