@@ -55,6 +55,12 @@ impl IndexFile {
             // always after dropping the old mapping, so the mapping never outlives the file's length.
             #[allow(unsafe_code)]
             let map = unsafe { MmapMut::map_mut(&self.file) }.io_context("mmap index", &self.path)?;
+            // Appends and binary searches touch a page or two: without this, a fault in the sparse
+            // preallocated file reads (and zeroes) a whole read-ahead window, up to the disk's
+            // `read_ahead_kb`, every time the kernel has paged the index out.
+            if let Err(e) = map.advise(memmap2::Advice::Random) {
+                tracing::debug!(path = %self.path.display(), error = %e, "madvise(MADV_RANDOM) on an index refused");
+            }
             self.mmap = Some(map);
         }
         Ok(())
