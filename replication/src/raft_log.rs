@@ -123,8 +123,13 @@ struct Inner {
     non_data: BTreeMap<u64, Entry>,
     /// `(first index, term)` of every run of entries with the same term, sorted.
     terms: Vec<(u64, u64)>,
-    /// Batches were appended since the last fsync of the partition log.
-    unsynced: bool,
+    /// Appends of batches so far; `synced` is the count the last completed fsync covered, so
+    /// batches wait for an fsync while they differ.
+    appended: u64,
+    synced: u64,
+    /// Truncations and snapshot installs so far: an fsync run outside the lock must not move the
+    /// recovery point over a suffix cut (and perhaps rewritten) while it ran.
+    cuts: u64,
 }
 
 impl LogStorage {
@@ -231,7 +236,9 @@ impl LogStorage {
             terms,
             translator,
             log,
-            unsynced: false,
+            appended: 0,
+            synced: 0,
+            cuts: 0,
         };
         // A crash can leave batches past the walk (appended after an entries file that did not
         // survive): they are not part of the Raft log, drop them.
@@ -279,9 +286,27 @@ impl LogStorage {
     }
 
     /// fsyncs the batches of earlier `append_unsynced` calls; returns whether there were any
-    /// (whether an fsync of the partition log ran).
+    /// (whether an fsync of the partition log ran). The fsync runs outside the lock, so appends,
+    /// reads and other logs' syncs go on meanwhile (group commit of the Raft loop).
     pub fn sync(&self, now_ms: i64) -> Result<bool, RaftLogError> {
-        self.wl().sync(now_ms)
+        let (job, appended, cuts) = {
+            let inner = self.rl();
+            if inner.appended == inner.synced {
+                return Ok(false);
+            }
+            inner.log.check_online()?;
+            (inner.log.flush_job(), inner.appended, inner.cuts)
+        };
+        let result = job.run();
+        let mut inner = self.wl();
+        if let Err(e) = result {
+            return Err(inner.log.fail_flush(e).into());
+        }
+        if inner.cuts == cuts {
+            inner.log.complete_flush(job.upto, now_ms);
+            inner.synced = inner.synced.max(appended);
+        }
+        Ok(true)
     }
 
     pub fn hard_state(&self) -> HardState {
@@ -410,6 +435,7 @@ impl LogStorage {
         inner.non_data.clear();
         inner.save_state()?;
         inner.log.restart_at(offset)?;
+        inner.cuts += 1;
         inner.save_entries()?;
         inner.pending_log_start = (log_start > offset).then_some(log_start);
         tracing::info!(
@@ -520,11 +546,11 @@ fn read_headers(log: &Log) -> Result<Vec<BatchHeader>, RaftLogError> {
 
 impl Inner {
     fn sync(&mut self, now_ms: i64) -> Result<bool, RaftLogError> {
-        if !self.unsynced {
+        if self.appended == self.synced {
             return Ok(false);
         }
         self.log.flush(now_ms)?;
-        self.unsynced = false;
+        self.synced = self.appended;
         Ok(true)
     }
 
@@ -612,6 +638,7 @@ impl Inner {
         if first < self.translator.next_index() {
             let end = self.translator.truncate_after(first - 1)?;
             self.log.truncate_to(end)?;
+            self.cuts += 1;
             self.non_data.split_off(&first);
             let keep = self.terms.partition_point(|&(i, _)| i < first);
             self.terms.truncate(keep);
@@ -639,7 +666,7 @@ impl Inner {
         }
         if !batches.is_empty() {
             self.log.append_replicated(&batches, now_ms)?;
-            self.unsynced = true;
+            self.appended += 1;
         }
         if let Some(start) = self.pending_log_start
             && self.log.log_end_offset() >= start

@@ -271,7 +271,9 @@ impl Log {
         }
     }
 
-    fn check_online(&self) -> Result<()> {
+    /// Refuses with `Offline` once a failure left the files in an unknown state (a caller about
+    /// to run a `flush_job` outside the lock checks first).
+    pub fn check_online(&self) -> Result<()> {
         match &self.offline {
             Some(reason) => Err(StorageError::Offline {
                 dir: self.dir.clone(),
