@@ -4,10 +4,12 @@
 //! controller group's log.
 //!
 //! - **One loop, one timer.** [`Cluster::run`] is the only task that steps Raft: it wakes on the
-//!   tick (`RAFT_TICK`), on messages from peers and on proposals, steps everything that
-//!   arrived, ticks every group at once, and runs one `process_ready` pass (group commit across
-//!   all groups). Messages go out through the transport after the pass; produce waiters,
-//!   parked fetches and leadership changes are settled from its output.
+//!   tick (`RAFT_TICK`), on messages from peers, on proposals and on fsyncs done, steps
+//!   everything that arrived, ticks every group at once, and begins one pass over every group's
+//!   `Ready` (group commit across all groups) whose fsyncs run on the `raft-fsync` thread
+//!   (`syncer.rs`) while the loop goes on; the next wake-up finishes it. Messages go out through
+//!   the transport after each pass; produce waiters, parked fetches and leadership changes are
+//!   settled from its output.
 //! - **Every broker is a controller voter** (`controller.quorum.voters`), so every broker holds
 //!   the metadata log and answers Metadata from its own applied state. Admin changes
 //!   (registration, topic creation and deletion, partition leadership reports) are proposed by
@@ -29,6 +31,7 @@ mod membership;
 mod preferred_leader;
 mod producer_id_blocks;
 mod reassignment;
+mod syncer;
 
 pub use reassignment::OngoingReassignment;
 
@@ -43,7 +46,7 @@ use kafka_protocol::ResponseError;
 use skiff_protocol::kafka_protocol;
 use skiff_replication::cluster_metadata::{CONTROLLER_GROUP, ClusterMetadata, PlanError, TopicInfo};
 use skiff_replication::group_driver::{
-    DriverConfig, DriverError, GroupDriver, LeaderChange, NodeId, Output, ReplicaSpec, tracing_logger,
+    DriverConfig, DriverError, GroupDriver, LeaderChange, NodeId, Output, ReadyPass, ReplicaSpec, tracing_logger,
 };
 use skiff_replication::group_id::GroupId;
 use skiff_replication::metadata_records::{
@@ -109,6 +112,8 @@ pub enum ClusterError {
     Driver(#[from] DriverError),
     #[error("metadata log: {0}")]
     Replay(#[from] skiff_replication::cluster_metadata::ReplayError),
+    #[error("could not start the raft-fsync thread: {0}")]
+    SyncThread(std::io::Error),
 }
 
 /// A produce request's batch waiting for its Raft commit.
@@ -260,7 +265,8 @@ impl Cluster {
             cluster.reconcile(&mut driver, broker);
         });
         tokio::spawn(Arc::clone(&cluster).resolve_peers());
-        let raft_loop = tokio::spawn(Arc::clone(&cluster).run(Arc::clone(broker), incoming));
+        let (syncer, synced) = syncer::Syncer::start().map_err(ClusterError::SyncThread)?;
+        let raft_loop = tokio::spawn(Arc::clone(&cluster).run(Arc::clone(broker), incoming, syncer, synced));
         tokio::spawn(async move {
             // A broker whose Raft loop died would keep its client port open and answer from
             // frozen state: exiting lets clients and peers fail over, and a supervisor restart it.
@@ -318,7 +324,13 @@ impl Cluster {
     }
 
     /// The Raft loop (see the module doc).
-    async fn run(self: Arc<Self>, broker: Arc<Broker>, mut incoming: mpsc::Receiver<Incoming>) {
+    async fn run(
+        self: Arc<Self>,
+        broker: Arc<Broker>,
+        mut incoming: mpsc::Receiver<Incoming>,
+        syncer: syncer::Syncer,
+        mut synced: mpsc::UnboundedReceiver<ReadyPass>,
+    ) {
         let mut ticker = tokio::time::interval(RAFT_TICK);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let checkpoint_every = Duration::from_millis(
@@ -329,13 +341,21 @@ impl Cluster {
         loop {
             let mut tick = false;
             let mut messages = Vec::new();
+            let mut done = Vec::new();
             tokio::select! {
                 _ = ticker.tick() => tick = true,
                 m = incoming.recv() => match m {
                     Some(m) => messages.push(m),
                     None => return,
                 },
+                p = synced.recv() => match p {
+                    Some(p) => done.push(p),
+                    None => sync_thread_lost(),
+                },
                 _ = self.wake.notified() => {}
+            }
+            while let Ok(p) = synced.try_recv() {
+                done.push(p);
             }
             while messages.len() < MAX_MESSAGES_PER_PASS {
                 match incoming.try_recv() {
@@ -347,7 +367,10 @@ impl Cluster {
             if checkpoint {
                 last_checkpoint = Instant::now();
             }
-            let out = tokio::task::block_in_place(|| self.pass(&broker, messages, tick, checkpoint));
+            let (out, pass) = tokio::task::block_in_place(|| self.pass(&broker, done, messages, tick, checkpoint));
+            if !pass.is_empty() && !syncer.submit(pass) {
+                sync_thread_lost();
+            }
             self.settle(out);
             // Work an `advance` left behind (entries it committed, messages it made) would
             // otherwise wait for the next tick or message: up to RAFT_TICK added to a commit.
@@ -361,10 +384,22 @@ impl Cluster {
         }
     }
 
-    /// One pass of the loop under the driver's lock: step, tick, `process_ready`, and the
-    /// changes of leadership and metadata that proposals must see at once.
-    fn pass(&self, broker: &Arc<Broker>, messages: Vec<Incoming>, tick: bool, checkpoint: bool) -> Output {
+    /// One pass of the loop under the driver's lock: finish the passes the fsync thread synced,
+    /// step, tick, begin the next pass (returned for the fsync thread), and the changes of
+    /// leadership and metadata that proposals must see at once.
+    fn pass(
+        &self,
+        broker: &Arc<Broker>,
+        done: Vec<ReadyPass>,
+        messages: Vec<Incoming>,
+        tick: bool,
+        checkpoint: bool,
+    ) -> (Output, ReadyPass) {
         let mut driver = lock(&self.driver);
+        let mut out = Output::default();
+        for pass in done {
+            out.absorb(driver.finish_ready(pass, now_ms()));
+        }
         lock(&self.heard).extend(messages.iter().map(|m| (m.group, broker_id(m.from))));
         self.note_controller_traffic(
             messages
@@ -381,7 +416,8 @@ impl Cluster {
         if tick {
             driver.tick();
         }
-        let out = driver.process_ready(now_ms());
+        let (begun, pass) = driver.begin_ready(now_ms());
+        out.absorb(begun);
         let mut metadata_changed = false;
         let mut elections = Vec::new();
         for c in out.committed.iter().filter(|c| c.group == CONTROLLER_GROUP) {
@@ -422,7 +458,7 @@ impl Cluster {
                 tracing::error!(%group, error = %e, "could not checkpoint the commit index");
             }
         }
-        out
+        (out, pass)
     }
 
     /// After a pass, outside the lock: send, answer produce waiters, wake fetches.
@@ -1155,6 +1191,13 @@ impl Cluster {
             tracing::error!(%group, error = %e, "unclean close of a raft log");
         }
     }
+}
+
+/// Without its fsync thread the loop could never report a write durable: exit like a broker
+/// whose loop panicked, so that clients and peers fail over.
+fn sync_thread_lost() -> ! {
+    tracing::error!("the raft-fsync thread died; exiting");
+    std::process::exit(RAFT_LOOP_PANIC_EXIT_CODE)
 }
 
 /// A topic of the metadata log as the broker's registry holds it.

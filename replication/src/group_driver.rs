@@ -8,17 +8,28 @@
 //! [`GroupDriver::process_ready`] after them. Tests step it by hand (STYLE: "the Raft driver is a
 //! loop that a test can step deterministically").
 //!
-//! Group commit across groups (DESIGN: "one fsync covers every batch that arrived meanwhile"):
-//! one `process_ready` pass handles the `Ready` of every group that has one in raft-rs order, but
-//! writes all groups' entries first (`LogStorage::append_unsynced`), then fsyncs each touched
-//! partition log once, and only then persists hard states, releases the messages that wait for
-//! persistence and `advance`s. A pass therefore issues at most one partition-log fsync per group,
-//! however many entries it carried. The small `raft-state`/`raft-entries` checkpoint files are
-//! still written (and fsync'd) per group when they must be: `raft-entries` when a non-data entry
-//! is appended, `raft-state` only when the term or vote changes (before the vote or the
-//! messages of the new term leave, Figure 2 "persistent state"). The commit index is volatile
-//! (Figure 2) and is only kept in memory by a pass; the caller persists it with
-//! [`GroupDriver::persist_commits`] every `replica.high.watermark.checkpoint.interval.ms`.
+//! Group commit across groups and across time (DESIGN: "one fsync covers every batch that
+//! arrived meanwhile"). A pass has three steps so that the fsync never runs under the driver:
+//! - [`GroupDriver::begin_ready`] takes the `Ready` of every group that has one, sends what needs
+//!   no persistence (a leader's appends go out in parallel with its own write, Raft thesis
+//!   §10.2.1), reports what is committed (durable on a majority already), writes the new entries
+//!   without fsync (`LogStorage::append_unsynced`) and hands the `Ready` back to raft-rs with
+//!   `advance_append_async`, so steps and proposals may go on at once;
+//! - [`ReadyPass::sync`] fsyncs each written partition log once, several logs at a time, with no
+//!   lock held: the caller runs it on another thread and may begin further passes meanwhile,
+//!   whose fsyncs then share one round ([`ReadyPass::absorb`]);
+//! - [`GroupDriver::finish_ready`] then tells raft-rs (`on_persist_ready`) and releases the
+//!   messages that wait for persistence (votes, append responses: Figure 2 "respond after
+//!   persisting").
+//!
+//! [`GroupDriver::process_ready`] runs all three in a row (tests step it by hand). A `Ready` that
+//! writes nothing, of a group with no write in flight, is completed in place. The small
+//! `raft-state`/`raft-entries` checkpoint files are written (and fsync'd) when they must be:
+//! `raft-entries` when a non-data entry is appended, `raft-state` only when the term or vote
+//! changes (before the vote or the messages of the new term leave, Figure 2 "persistent
+//! state"). The commit index is volatile (Figure 2) and only kept in memory by a pass; the caller
+//! persists it with [`GroupDriver::persist_commits`] every
+//! `replica.high.watermark.checkpoint.interval.ms`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
@@ -49,6 +60,9 @@ pub const MAX_INFLIGHT_MSGS_DEFAULT: usize = 256;
 /// Ticks a leader waits for a follower to catch up after sending it a snapshot before sending
 /// another (see `retry_lost_snapshots`).
 pub const SNAPSHOT_RETRY_TICKS: usize = 30;
+/// Partition logs one [`ReadyPass::sync`] fsyncs at once: the fsyncs share journal commits, and
+/// a slow log does not hold up the others.
+pub const MAX_PARALLEL_SYNCS: usize = 8;
 /// Kafka's `replica.high.watermark.checkpoint.interval.ms`: how often the caller should run
 /// [`GroupDriver::persist_commits`].
 pub const REPLICA_HIGH_WATERMARK_CHECKPOINT_INTERVAL_MS_DEFAULT: u64 = 5_000;
@@ -139,7 +153,8 @@ pub struct LeaderChange {
     pub term: u64,
 }
 
-/// What one `process_ready` pass produced, for the transport, produce waiters and parked fetches.
+/// What a pass (or one half of it) produced, for the transport, produce waiters and parked
+/// fetches.
 #[derive(Debug, Default)]
 pub struct Output {
     /// Raft messages to send, per destination broker, each tagged with its group.
@@ -170,6 +185,21 @@ impl Output {
             && self.leader_changes.is_empty()
             && self.failed.is_empty()
             && self.readies == 0
+    }
+
+    /// Appends what a later half-pass produced.
+    pub fn absorb(&mut self, later: Output) {
+        for (to, msgs) in later.messages {
+            self.messages.entry(to).or_default().extend(msgs);
+        }
+        self.committed.extend(later.committed);
+        self.high_watermarks.extend(later.high_watermarks);
+        self.leader_changes.extend(later.leader_changes);
+        self.failed.extend(later.failed);
+        self.log_syncs += later.log_syncs;
+        self.state_writes += later.state_writes;
+        self.readies += later.readies;
+        self.snapshots_installed += later.snapshots_installed;
     }
 }
 
@@ -212,6 +242,78 @@ struct Replica {
     /// Last reported (leader id, term).
     leader: (NodeId, u64),
     high_watermark: u64,
+    /// Tells this replica from an earlier one of the same group (closed and reopened while one of
+    /// its passes was syncing).
+    generation: u64,
+    /// Readies handed to raft-rs with `advance_append_async` and not finished yet.
+    unfinished: usize,
+}
+
+/// One group's `Ready` whose entries are written but not yet fsync'd: what waits for them.
+#[derive(Debug)]
+struct PendingReady {
+    group: GroupId,
+    generation: u64,
+    number: u64,
+    /// Append responses and votes, sent once the entries are durable.
+    persisted_messages: Vec<Message>,
+    /// The last entry (or snapshot) the ready reported; raft-rs accepts it as applied only once
+    /// it is durable here.
+    apply_to: u64,
+}
+
+/// A partition log a pass wrote to, and how its fsync went.
+#[derive(Debug)]
+struct SyncTarget {
+    store: LogStorage,
+    result: Option<Result<bool, RaftLogError>>,
+}
+
+/// The second half of a pass, begun by [`GroupDriver::begin_ready`]: the logs to fsync and the
+/// readies waiting for them. [`ReadyPass::sync`] needs no driver, so it can run on another thread
+/// while the driver goes on; [`GroupDriver::finish_ready`] completes it.
+#[derive(Debug, Default)]
+pub struct ReadyPass {
+    pending: Vec<PendingReady>,
+    /// By group and replica generation.
+    targets: BTreeMap<(GroupId, u64), SyncTarget>,
+}
+
+impl ReadyPass {
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Merges a later, not yet synced pass into this one: one fsync round covers both, and they
+    /// finish in order.
+    pub fn absorb(&mut self, later: ReadyPass) {
+        self.pending.extend(later.pending);
+        for (key, t) in later.targets {
+            self.targets.entry(key).or_insert(t);
+        }
+    }
+
+    /// fsyncs every log the pass wrote, up to `MAX_PARALLEL_SYNCS` at once.
+    pub fn sync(&mut self, now_ms: i64) {
+        let todo: Vec<&mut SyncTarget> = self.targets.values_mut().filter(|t| t.result.is_none()).collect();
+        if todo.len() <= 1 {
+            for t in todo {
+                t.result = Some(t.store.sync(now_ms));
+            }
+            return;
+        }
+        let per_thread = todo.len().div_ceil(MAX_PARALLEL_SYNCS);
+        let mut todo = todo;
+        std::thread::scope(|scope| {
+            for chunk in todo.chunks_mut(per_thread) {
+                scope.spawn(move || {
+                    for t in chunk {
+                        t.result = Some(t.store.sync(now_ms));
+                    }
+                });
+            }
+        });
+    }
 }
 
 /// Every Raft group of one broker, stepped by the caller.
@@ -222,6 +324,8 @@ pub struct GroupDriver {
     /// Groups that may have a `Ready` (touched since the last pass).
     dirty: BTreeSet<GroupId>,
     stats: DriverStats,
+    /// Handed to each replica opened, see `Replica::generation`.
+    next_generation: u64,
 }
 
 impl std::fmt::Debug for GroupDriver {
@@ -244,6 +348,7 @@ impl GroupDriver {
             groups: BTreeMap::new(),
             dirty: BTreeSet::new(),
             stats: DriverStats::default(),
+            next_generation: 0,
         }
     }
 
@@ -280,6 +385,7 @@ impl GroupDriver {
         let raw =
             RawNode::new(&config, store.clone(), &self.logger).map_err(|source| DriverError::Raft { group, source })?;
         let high_watermark = store.high_watermark();
+        self.next_generation += 1;
         self.groups.insert(
             group,
             Replica {
@@ -288,6 +394,8 @@ impl GroupDriver {
                 snapshot_wait: BTreeMap::new(),
                 leader: (0, hs.term),
                 high_watermark,
+                generation: self.next_generation,
+                unfinished: 0,
             },
         );
         self.dirty.insert(group);
@@ -483,70 +591,120 @@ impl GroupDriver {
     }
 
     /// Handles the `Ready` of every group that has one, with one partition-log fsync per touched
-    /// group for the whole pass (see the module doc).
+    /// group for the whole pass: all three halves of a pass in a row (see the module doc).
     pub fn process_ready(&mut self, now_ms: i64) -> Output {
-        let mut out = Output::default();
-        let dirty = std::mem::take(&mut self.dirty);
-        let mut pending: Vec<(GroupId, Ready)> = Vec::new();
+        let (mut out, mut pass) = self.begin_ready(now_ms);
+        pass.sync(now_ms);
+        out.absorb(self.finish_ready(pass, now_ms));
+        out
+    }
 
-        // 1. Per group: messages that need no persistence (a leader's appends go out in parallel
-        //    with its own write, Raft thesis §10.2.1), apply what is committed *and* persisted,
-        //    write the new entries without fsync.
-        for id in dirty {
+    /// The first half of a pass (see the module doc): what it produced at once, and the pass to
+    /// `sync` and then `finish_ready`.
+    pub fn begin_ready(&mut self, now_ms: i64) -> (Output, ReadyPass) {
+        let mut out = Output::default();
+        let mut pass = ReadyPass::default();
+        for id in std::mem::take(&mut self.dirty) {
             let Some(r) = self.groups.get_mut(&id) else { continue };
             if !r.raw.has_ready() {
                 continue;
             }
-            let mut ready = r.raw.ready();
+            let ready = r.raw.ready();
             out.readies += 1;
-            let result = (|| {
-                if !ready.snapshot().is_empty() {
-                    // Behind the leader's log start: start over from its snapshot, before the
-                    // entries that follow it are written.
-                    r.store
-                        .install_snapshot(ready.snapshot())
-                        .map_err(|source| DriverError::Storage { group: id, source })?;
-                    out.snapshots_installed += 1;
-                }
-                push_messages(&mut out, id, ready.take_messages());
-                apply(r, id, ready.take_committed_entries(), &mut out)?;
-                r.store
-                    .append_unsynced(ready.entries(), now_ms)
-                    .map_err(|source| DriverError::Storage { group: id, source })
-            })();
+            let result = if r.unfinished == 0 && ready.entries().is_empty() && ready.snapshot().is_empty() {
+                complete_in_place(r, id, ready, &mut out)
+            } else {
+                begin_write(r, id, ready, now_ms, &mut out).map(|pending| {
+                    pass.targets.insert(
+                        (id, r.generation),
+                        SyncTarget {
+                            store: r.store.clone(),
+                            result: None,
+                        },
+                    );
+                    pass.pending.push(pending);
+                })
+            };
             match result {
-                Ok(()) => pending.push((id, ready)),
+                Ok(()) => {
+                    observe(r, id, &mut out);
+                    if r.raw.has_ready() {
+                        self.dirty.insert(id);
+                    }
+                }
                 Err(e) => self.fail(id, e, &mut out),
             }
         }
-
-        // 2. Group commit: one fsync per partition log that received batches.
-        let mut synced = Vec::with_capacity(pending.len());
-        for (id, ready) in pending {
-            let Some(r) = self.groups.get(&id) else { continue };
-            match r.store.sync(now_ms) {
-                Ok(did) => {
-                    out.log_syncs += usize::from(did);
-                    synced.push((id, ready));
-                }
-                Err(source) => self.fail(id, DriverError::Storage { group: id, source }, &mut out),
-            }
-        }
-
-        // 3. Per group: persist the hard state, release the messages that needed the entries
-        //    durable (votes, append responses: Figure 2 "respond after persisting"), advance,
-        //    and apply what that commits.
-        for (id, ready) in synced {
-            if let Err(e) = self.finish(id, ready, &mut out) {
-                self.fail(id, e, &mut out);
-            }
-        }
-
         self.stats.passes += 1;
+        self.count(&out);
+        (out, pass)
+    }
+
+    /// The last half of a pass whose logs were synced: tells raft-rs what is durable and releases
+    /// what waited for it, in the order the readies were taken.
+    pub fn finish_ready(&mut self, pass: ReadyPass, now_ms: i64) -> Output {
+        let mut out = Output::default();
+        let mut sync_failed = Vec::new();
+        for ((group, generation), t) in pass.targets {
+            // Not synced (a caller that skipped `sync`): a sync now keeps the promise.
+            match t.result.unwrap_or_else(|| t.store.sync(now_ms)) {
+                Ok(synced) => out.log_syncs += usize::from(synced),
+                Err(source) => sync_failed.push((group, generation, source)),
+            }
+        }
+        for (group, generation, source) in sync_failed {
+            if self.groups.get(&group).is_some_and(|r| r.generation == generation) {
+                self.fail(group, DriverError::Storage { group, source }, &mut out);
+            }
+        }
+        let mut finished = BTreeSet::new();
+        for p in pass.pending {
+            let Some(r) = self.groups.get_mut(&p.group) else {
+                continue;
+            };
+            if r.generation != p.generation {
+                continue;
+            }
+            push_messages(&mut out, p.group, p.persisted_messages);
+            r.raw.on_persist_ready(p.number);
+            if p.apply_to > 0 {
+                r.raw.advance_apply_to(p.apply_to);
+            }
+            r.unfinished -= 1;
+            finished.insert(p.group);
+        }
+        for id in finished {
+            let Some(r) = self.groups.get_mut(&id) else { continue };
+            // What became durable may commit entries (a single replica's) or let them be applied:
+            // report them now unless a write is under way, which must come first.
+            let mut result = Ok(());
+            if r.unfinished == 0
+                && r.raw.raft.raft_log.unstable_entries().is_empty()
+                && r.raw.raft.raft_log.unstable_snapshot().is_none()
+                && r.raw.has_ready()
+            {
+                out.readies += 1;
+                let ready = r.raw.ready();
+                result = complete_in_place(r, id, ready, &mut out);
+            }
+            match result {
+                Ok(()) => {
+                    observe(r, id, &mut out);
+                    if r.raw.has_ready() {
+                        self.dirty.insert(id);
+                    }
+                }
+                Err(e) => self.fail(id, e, &mut out),
+            }
+        }
+        self.count(&out);
+        out
+    }
+
+    fn count(&mut self, out: &Output) {
         self.stats.readies += out.readies as u64;
         self.stats.log_syncs += out.log_syncs as u64;
         self.stats.state_writes += out.state_writes as u64;
-        out
     }
 
     /// Persists the commit index of every group whose `raft-state` lags it (Kafka's high
@@ -580,48 +738,6 @@ impl GroupDriver {
         }
         self.dirty.clear();
         failed
-    }
-
-    fn finish(&mut self, id: GroupId, mut ready: Ready, out: &mut Output) -> Result<(), DriverError> {
-        let r = self.groups.get_mut(&id).ok_or(DriverError::UnknownGroup(id))?;
-        let storage = |source| DriverError::Storage { group: id, source };
-        if let Some(hs) = ready.hs() {
-            let current = r.store.hard_state();
-            if (hs.term, hs.vote) != (current.term, current.vote) {
-                r.store.set_hard_state(hs.clone()).map_err(storage)?;
-                out.state_writes += 1;
-            } else {
-                r.store.note_commit(hs.commit);
-            }
-        }
-        push_messages(out, id, ready.take_persisted_messages());
-        let mut light = r.raw.advance(ready);
-        if let Some(commit) = light.commit_index() {
-            r.store.note_commit(commit);
-        }
-        push_messages(out, id, light.take_messages());
-        apply(r, id, light.take_committed_entries(), out)?;
-        r.raw.advance_apply();
-
-        let leader = (r.raw.raft.leader_id, r.raw.raft.term);
-        if leader.0 != r.leader.0 || (leader.0 != 0 && leader.1 != r.leader.1) {
-            r.leader = leader;
-            out.leader_changes.push(LeaderChange {
-                group: id,
-                leader: (leader.0 != 0).then_some(leader.0),
-                term: leader.1,
-            });
-        }
-        let hw = r.store.high_watermark();
-        if hw != r.high_watermark {
-            r.high_watermark = hw;
-            out.high_watermarks.insert(id, hw);
-        }
-        // Anything left (e.g. entries committed by this advance) is handled next pass.
-        if r.raw.has_ready() {
-            self.dirty.insert(id);
-        }
-        Ok(())
     }
 
     fn fail(&mut self, id: GroupId, err: DriverError, out: &mut Output) {
@@ -698,6 +814,100 @@ pub fn remote_proposal(from: NodeId, to: NodeId, kafka_batch: Vec<u8>) -> Messag
 fn push_messages(out: &mut Output, group: GroupId, msgs: Vec<Message>) {
     for m in msgs {
         out.messages.entry(m.to).or_default().push((group, m));
+    }
+}
+
+/// Writes a ready's entries without fsync (see the module doc) and hands it back to raft-rs; what
+/// must wait for the fsync is returned.
+fn begin_write(
+    r: &mut Replica,
+    id: GroupId,
+    mut ready: Ready,
+    now_ms: i64,
+    out: &mut Output,
+) -> Result<PendingReady, DriverError> {
+    let storage = |source| DriverError::Storage { group: id, source };
+    let mut apply_to = 0;
+    if !ready.snapshot().is_empty() {
+        // Behind the leader's log start: start over from its snapshot, before the entries that
+        // follow it are written.
+        r.store.install_snapshot(ready.snapshot()).map_err(storage)?;
+        out.snapshots_installed += 1;
+        apply_to = ready.snapshot().get_metadata().index;
+    }
+    push_messages(out, id, ready.take_messages());
+    let committed = ready.take_committed_entries();
+    if let Some(e) = committed.last() {
+        apply_to = e.index;
+    }
+    apply(r, id, committed, out)?;
+    r.store.append_unsynced(ready.entries(), now_ms).map_err(storage)?;
+    save_hard_state(r, id, ready.hs(), out)?;
+    let pending = PendingReady {
+        group: id,
+        generation: r.generation,
+        number: ready.number(),
+        persisted_messages: ready.take_persisted_messages(),
+        apply_to,
+    };
+    r.raw.advance_append_async(ready);
+    r.unfinished += 1;
+    Ok(pending)
+}
+
+/// Handles a ready that writes no entry and no snapshot, of a replica with no write in flight:
+/// nothing to wait for, so raft-rs is advanced at once.
+fn complete_in_place(r: &mut Replica, id: GroupId, mut ready: Ready, out: &mut Output) -> Result<(), DriverError> {
+    save_hard_state(r, id, ready.hs(), out)?;
+    push_messages(out, id, ready.take_messages());
+    push_messages(out, id, ready.take_persisted_messages());
+    apply(r, id, ready.take_committed_entries(), out)?;
+    let mut light = r.raw.advance_append(ready);
+    if let Some(commit) = light.commit_index() {
+        r.store.note_commit(commit);
+    }
+    push_messages(out, id, light.take_messages());
+    apply(r, id, light.take_committed_entries(), out)?;
+    r.raw.advance_apply();
+    Ok(())
+}
+
+/// Persists a term or vote change before anything of the new term leaves (this also fsyncs the
+/// entries written so far); a commit index alone is only kept in memory (see the module doc).
+fn save_hard_state(
+    r: &mut Replica,
+    id: GroupId,
+    hs: Option<&raft::prelude::HardState>,
+    out: &mut Output,
+) -> Result<(), DriverError> {
+    let Some(hs) = hs else { return Ok(()) };
+    let current = r.store.hard_state();
+    if (hs.term, hs.vote) != (current.term, current.vote) {
+        r.store
+            .set_hard_state(hs.clone())
+            .map_err(|source| DriverError::Storage { group: id, source })?;
+        out.state_writes += 1;
+    } else {
+        r.store.note_commit(hs.commit);
+    }
+    Ok(())
+}
+
+/// Reports a change of leader or of high watermark since the last report.
+fn observe(r: &mut Replica, id: GroupId, out: &mut Output) {
+    let leader = (r.raw.raft.leader_id, r.raw.raft.term);
+    if leader.0 != r.leader.0 || (leader.0 != 0 && leader.1 != r.leader.1) {
+        r.leader = leader;
+        out.leader_changes.push(LeaderChange {
+            group: id,
+            leader: (leader.0 != 0).then_some(leader.0),
+            term: leader.1,
+        });
+    }
+    let hw = r.store.high_watermark();
+    if hw != r.high_watermark {
+        r.high_watermark = hw;
+        out.high_watermarks.insert(id, hw);
     }
 }
 
