@@ -150,6 +150,10 @@ struct Args {
     /// replication factor = brokers, min.insync.replicas=2) and measure failover; 0: no cluster.
     #[arg(long, default_value_t = 0)]
     cluster: usize,
+    /// Replication factor of the topics created on `--brokers` (e.g. 3 against a cluster started
+    /// with `deploy/local-cluster.sh up 3`, to profile the brokers on their own).
+    #[arg(long, default_value_t = 1)]
+    replication_factor: i32,
     /// Upper bound on each phase, in seconds (also librdkafka's `message.timeout.ms`).
     #[arg(long, default_value_t = 300)]
     timeout_secs: u64,
@@ -237,7 +241,13 @@ fn main() -> anyhow::Result<()> {
         } else {
             None
         };
-        let replication = if is_cluster { args.cluster as i32 } else { 1 };
+        let replication = if is_cluster {
+            args.cluster as i32
+        } else if args.brokers.is_some() {
+            args.replication_factor
+        } else {
+            1
+        };
         let brokers = match (&server, &cluster, &args.brokers) {
             (Some(s), _, _) => s.addr.to_string(),
             (None, Some(c), _) => c.bootstrap.clone(),
