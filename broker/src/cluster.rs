@@ -437,7 +437,6 @@ impl Cluster {
             self.hand_to_preferred(&mut driver, group);
         }
         if tick {
-            self.campaign_for_new_partitions(&mut driver);
             self.rebalance_leaders(&mut driver);
             self.step_reassignments(&mut driver);
             self.step_controller_learners(&mut driver);

@@ -582,26 +582,6 @@ impl GroupDriver {
         Ok(())
     }
 
-    /// Whether this replica's group never had an election: term 0 and an empty log (a
-    /// partition just created).
-    pub fn is_fresh(&self, group: GroupId) -> bool {
-        self.groups
-            .get(&group)
-            .is_some_and(|r| r.raw.raft.term == 0 && r.raw.raft.raft_log.last_index() == 0)
-    }
-
-    /// Stands for election now instead of at the end of a random election timeout (with
-    /// pre-vote, a working leader is not disturbed).
-    pub fn campaign(&mut self, group: GroupId) -> Result<(), DriverError> {
-        let r = self.groups.get_mut(&group).ok_or(DriverError::UnknownGroup(group))?;
-        if r.raw.raft.state == StateRole::Leader {
-            return Ok(());
-        }
-        r.raw.campaign().map_err(|source| DriverError::Raft { group, source })?;
-        self.dirty.insert(group);
-        Ok(())
-    }
-
     /// Asks the leader of `group` (this replica) to hand leadership to `to` (Raft thesis §3.10).
     pub fn transfer_leader(&mut self, group: GroupId, to: NodeId) -> Result<(), DriverError> {
         let r = self.groups.get_mut(&group).ok_or(DriverError::UnknownGroup(group))?;

@@ -4,8 +4,7 @@
 //! every failover moved its partitions away. Handing them back is a Raft leadership transfer
 //! (thesis §3.10) that only the current leader can start, so both paths end on the leader:
 //! ElectLeaders goes through the metadata log (any broker can take the request), the periodic
-//! rebalance runs on every leader over the partitions it leads. A new partition needs no
-//! transfer: its preferred replica stands for the first election.
+//! rebalance runs on every leader over the partitions it leads.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -45,24 +44,6 @@ impl Cluster {
         }
         tracing::info!(%group, to = preferred, "handing leadership to the preferred replica");
         driver.transfer_leader(group, raft_id(preferred)).is_ok()
-    }
-
-    /// On a tick: the preferred replica of a partition that never had an election stands for it
-    /// at once, so that a new topic starts with its leaders where creation spread them (as in
-    /// Kafka) rather than wherever a random election timeout fired first. It tries again on later
-    /// ticks until the other replicas have opened the partition and vote.
-    pub(super) fn campaign_for_new_partitions(&self, driver: &mut GroupDriver) {
-        let fresh: Vec<GroupId> = read(&self.replicas)
-            .iter()
-            .filter(|&(&group, _)| driver.is_fresh(group) && driver.leader(group).is_none())
-            .filter(|(_, p)| p.replica().is_some_and(|r| r.replicas().first() == Some(&self.me)))
-            .map(|(&group, _)| group)
-            .collect();
-        for group in fresh {
-            if let Err(e) = driver.campaign(group) {
-                tracing::debug!(%group, error = %e, "could not stand for election");
-            }
-        }
     }
 
     /// The raft groups of `ElectPreferredLeader` records among `records`.
