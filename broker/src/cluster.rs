@@ -90,6 +90,11 @@ const METADATA_DIR: &str = "__cluster_metadata-0";
 const METADATA_READ_BYTES: usize = 64 * 1024 * 1024;
 /// Passes in a row the loop runs at once for work left over by the previous one.
 const MAX_IMMEDIATE_PASSES: u32 = 64;
+/// New partition replicas opened per pass at most: opening one costs several fsyncs, and a pass
+/// that opened a whole new topic (50 `__consumer_offsets` partitions) at once would keep this
+/// broker from answering its peers past their election timeout, so leaders elsewhere would lose
+/// their quorum and step down. The rest are opened by the passes that follow.
+const MAX_REPLICAS_OPENED_PER_PASS: usize = 8;
 /// Exit status of a broker whose Raft loop panicked (EX_SOFTWARE).
 const RAFT_LOOP_PANIC_EXIT_CODE: i32 = 70;
 
@@ -186,6 +191,8 @@ pub struct Cluster {
     liveness: Mutex<membership::Liveness>,
     /// Wakes the loop after a proposal.
     wake: Notify,
+    /// `reconcile` left replicas to open for the next pass (`MAX_REPLICAS_OPENED_PER_PASS`).
+    reconcile_again: std::sync::atomic::AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -258,6 +265,7 @@ impl Cluster {
             producer_ids: Mutex::new((0, 0)),
             liveness: Mutex::new(membership::Liveness::default()),
             wake: Notify::new(),
+            reconcile_again: std::sync::atomic::AtomicBool::new(false),
         });
         broker.set_cluster(Arc::clone(&cluster));
         tokio::task::block_in_place(|| {
@@ -375,7 +383,9 @@ impl Cluster {
             // Work an `advance` left behind (entries it committed, messages it made) would
             // otherwise wait for the next tick or message: up to RAFT_TICK added to a commit.
             // Bounded, so that a group that always has work cannot spin the loop.
-            if lock(&self.driver).has_pending() && immediate < MAX_IMMEDIATE_PASSES {
+            let more =
+                lock(&self.driver).has_pending() || self.reconcile_again.load(std::sync::atomic::Ordering::Acquire);
+            if more && immediate < MAX_IMMEDIATE_PASSES {
                 immediate += 1;
                 self.wake.notify_one();
             } else {
@@ -426,8 +436,10 @@ impl Cluster {
                 elections.extend(self.elections_in(&records));
             }
         }
-        if metadata_changed {
+        if metadata_changed || self.reconcile_again.swap(false, std::sync::atomic::Ordering::AcqRel) {
             self.reconcile(&mut driver, broker);
+        }
+        if metadata_changed {
             self.applied_cv.notify_all();
         }
         for change in &out.leader_changes {
@@ -535,7 +547,8 @@ impl Cluster {
     }
 
     /// Makes the hosted replicas and the broker's topic registry match the applied metadata:
-    /// opens the groups of partitions assigned to this broker, closes (and deletes) the others.
+    /// opens the groups of partitions assigned to this broker (`MAX_REPLICAS_OPENED_PER_PASS` at a
+    /// time), closes (and deletes) the others.
     fn reconcile(&self, driver: &mut GroupDriver, broker: &Arc<Broker>) {
         let metadata = read(&self.metadata);
         self.learn_peers(&metadata);
@@ -562,6 +575,7 @@ impl Cluster {
                 tracing::info!(topic = %p.topic, partition = p.index, %group, "partition replica removed");
             }
         }
+        let mut opened = 0;
         for (group, (t, index, p)) in wanted {
             if let Some(existing) = replicas.get(&group) {
                 if let Some(r) = existing.replica() {
@@ -575,6 +589,11 @@ impl Cluster {
                 }
                 continue;
             }
+            if opened == MAX_REPLICAS_OPENED_PER_PASS {
+                self.reconcile_again.store(true, std::sync::atomic::Ordering::Release);
+                continue;
+            }
+            opened += 1;
             let topic = Topic {
                 name: t.name.clone(),
                 id: Uuid::from_bytes(t.id),
