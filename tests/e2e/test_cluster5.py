@@ -121,7 +121,10 @@ def test_replicas_move_between_brokers_while_clients_produce(cluster):
         # kafka-python sends these to the controller it last saw, which may be the broker just killed: a new client
         # once the cluster names another controller.
         alive = [f"localhost:{n}9092" for n in sorted(everyone - {down})]
-        wait_until(lambda: client.list_topics(timeout=5).controller_id not in (down, -1), 30, "a live controller")
+        # Every live broker, since the new client may ask any of them; a follower names the dead controller until it
+        # hears from the new one.
+        wait_until(lambda: all(admin(b).list_topics(timeout=5).controller_id not in (down, -1) for b in alive), 30,
+                   "a live controller named by every live broker", interval=0.5)
         kadmin.close()
         kadmin = KafkaAdminClient(bootstrap_servers=alive, request_timeout_ms=30000)
         stuck = [down] + targets[1][1:]
