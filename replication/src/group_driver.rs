@@ -625,15 +625,7 @@ impl GroupDriver {
                     pass.pending.push(pending);
                 })
             };
-            match result {
-                Ok(()) => {
-                    observe(r, id, &mut out);
-                    if r.raw.has_ready() {
-                        self.dirty.insert(id);
-                    }
-                }
-                Err(e) => self.fail(id, e, &mut out),
-            }
+            self.conclude(id, result, &mut out);
         }
         self.stats.passes += 1;
         self.count(&out);
@@ -687,18 +679,26 @@ impl GroupDriver {
                 let ready = r.raw.ready();
                 result = complete_in_place(r, id, ready, &mut out);
             }
-            match result {
-                Ok(()) => {
-                    observe(r, id, &mut out);
+            self.conclude(id, result, &mut out);
+        }
+        self.count(&out);
+        out
+    }
+
+    /// After a group's ready was handled: report what changed and keep the group dirty while
+    /// raft-rs has more for it, or stop it.
+    fn conclude(&mut self, id: GroupId, result: Result<(), DriverError>, out: &mut Output) {
+        match result {
+            Ok(()) => {
+                if let Some(r) = self.groups.get_mut(&id) {
+                    observe(r, id, out);
                     if r.raw.has_ready() {
                         self.dirty.insert(id);
                     }
                 }
-                Err(e) => self.fail(id, e, &mut out),
             }
+            Err(e) => self.fail(id, e, out),
         }
-        self.count(&out);
-        out
     }
 
     fn count(&mut self, out: &Output) {
