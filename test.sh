@@ -23,6 +23,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 
+# --- e2e (tests/e2e): the clusters listen on <n>9092/<n>9093; from 39092 up those ports lie in Linux's ephemeral
+# range, where a client connection that took one made a starting broker fail with EADDRINUSE. Reserved where allowed.
+E2E_PORTS=39092-39093,49092-49093,59092-59093
+RESERVED_PORTS=/proc/sys/net/ipv4/ip_local_reserved_ports
+if [ -w "$RESERVED_PORTS" ] && ! grep -q 39092 "$RESERVED_PORTS"; then
+  current=$(cat "$RESERVED_PORTS")
+  echo "${current:+$current,}$E2E_PORTS" >"$RESERVED_PORTS" 2>/dev/null || true
+fi
+# --- end e2e ---
+
 # --- e2e (tests/e2e): Python venv with the real Kafka clients; pip runs only when requirements changed ---
 E2E_REQ=tests/e2e/requirements.txt
 E2E_STAMP=.venv/.e2e-requirements.sha256
