@@ -47,6 +47,14 @@ fn spec(root: &Path, node: NodeId, group: GroupId, fixed: bool) -> ReplicaSpec {
     }
 }
 
+/// A group whose only voter is broker 1 (its own vote is a majority).
+fn single_replica_spec(root: &Path) -> ReplicaSpec {
+    ReplicaSpec {
+        voters: vec![1],
+        ..spec(root, 1, GroupId(0), true)
+    }
+}
+
 /// 150 replicas write many small checkpoint files: on a RAM-backed directory when there is one,
 /// since these tests count fsyncs rather than wait for them.
 fn scratch_dir() -> tempfile::TempDir {
@@ -484,10 +492,7 @@ fn a_broker_whose_disk_was_wiped_rebuilds_every_log_from_the_leaders() {
 #[test]
 fn proposals_are_validated_and_a_single_replica_group_commits_after_its_own_fsync() {
     let tmp = scratch_dir();
-    let spec = ReplicaSpec {
-        voters: vec![1],
-        ..spec(tmp.path(), 1, GroupId(0), true)
-    };
+    let spec = single_replica_spec(tmp.path());
     let mut d = GroupDriver::new(DriverConfig::new(1), tracing_logger());
     d.open_group(GroupId(7), &spec).unwrap();
     assert!(matches!(
@@ -602,10 +607,7 @@ fn a_leader_cut_off_from_the_majority_steps_down() {
 #[test]
 fn proposals_between_the_halves_of_a_pass_commit_in_order() {
     let tmp = scratch_dir();
-    let spec = ReplicaSpec {
-        voters: vec![1],
-        ..spec(tmp.path(), 1, GroupId(0), true)
-    };
+    let spec = single_replica_spec(tmp.path());
     let g = GroupId(3);
     let mut d = GroupDriver::new(DriverConfig::new(1), logger());
     d.open_group(g, &spec).unwrap();
