@@ -41,7 +41,8 @@ use skiff_storage::LogConfig;
 use skiff_storage::batch;
 
 use crate::log_command::LogCommand;
-use crate::raft_log::{LogStorage, RaftLogError, is_conf_change, is_data_entry};
+use crate::raft_log::{LogStorage, RaftLogError, is_conf_change};
+use crate::sync_pool::SyncPool;
 
 /// Identifies one Raft group (one partition) across the cluster; the broker maps it to a
 /// topic-partition.
@@ -295,24 +296,17 @@ impl ReadyPass {
 
     /// fsyncs every log the pass wrote, up to `MAX_PARALLEL_SYNCS` at once.
     pub fn sync(&mut self, now_ms: i64) {
-        let todo: Vec<&mut SyncTarget> = self.targets.values_mut().filter(|t| t.result.is_none()).collect();
+        let mut todo: Vec<&mut SyncTarget> = self.targets.values_mut().filter(|t| t.result.is_none()).collect();
         if todo.len() <= 1 {
             for t in todo {
                 t.result = Some(t.store.sync(now_ms));
             }
             return;
         }
-        let per_thread = todo.len().div_ceil(MAX_PARALLEL_SYNCS);
-        let mut todo = todo;
-        std::thread::scope(|scope| {
-            for chunk in todo.chunks_mut(per_thread) {
-                scope.spawn(move || {
-                    for t in chunk {
-                        t.result = Some(t.store.sync(now_ms));
-                    }
-                });
-            }
-        });
+        let stores = todo.iter().map(|t| t.store.clone()).collect();
+        for (t, result) in todo.iter_mut().zip(SyncPool::shared().sync_all(stores, now_ms)) {
+            t.result = result;
+        }
     }
 }
 
@@ -919,17 +913,19 @@ fn apply(r: &mut Replica, group: GroupId, entries: Vec<Entry>, out: &mut Output)
             apply_conf_change(r, group, &e)?;
             continue;
         }
-        if !is_data_entry(&e) {
-            apply_command(r, group, &e)?;
-            continue;
-        }
+        // Committed data entries come without their batch (`raft_log::payload_wanted`): the
+        // offset translator knows which entries are data.
         let offsets = r.store.offsets_of_index(e.index).ok_or_else(|| DriverError::Storage {
             group,
             source: RaftLogError::InvalidEntry {
                 index: e.index,
-                reason: "committed data entry without offsets".into(),
+                reason: "committed entry the log does not track".into(),
             },
         })?;
+        if offsets.is_empty() {
+            apply_command(r, group, &e)?;
+            continue;
+        }
         out.committed.push(Committed {
             group,
             index: e.index,

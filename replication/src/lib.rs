@@ -86,4 +86,5 @@ pub mod metadata_records;
 pub mod offset_translator;
 pub mod raft_log;
 pub mod reassignment;
+mod sync_pool;
 pub mod transport;

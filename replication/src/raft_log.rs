@@ -54,6 +54,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
@@ -130,6 +131,8 @@ struct Inner {
     /// Truncations and snapshot installs so far: an fsync run outside the lock must not move the
     /// recovery point over a suffix cut (and perhaps rewritten) while it ran.
     cuts: u64,
+    /// Reads of data entries' batches for raft-rs (see [`payload_wanted`]).
+    payload_reads: AtomicU64,
 }
 
 impl LogStorage {
@@ -239,6 +242,7 @@ impl LogStorage {
             appended: 0,
             synced: 0,
             cuts: 0,
+            payload_reads: AtomicU64::new(0),
         };
         // A crash can leave batches past the walk (appended after an entries file that did not
         // survive): they are not part of the Raft log, drop them.
@@ -508,6 +512,12 @@ impl LogStorage {
         self.rl().translator.offsets_of(index)
     }
 
+    /// How often raft-rs had data entries read back from the partition log with their batches
+    /// (to send them to a follower, see [`payload_wanted`]).
+    pub fn payload_reads(&self) -> u64 {
+        self.rl().payload_reads.load(Ordering::Relaxed)
+    }
+
     /// Indexes of the non-data entries currently in the log.
     pub fn non_data_indexes(&self) -> Vec<u64> {
         self.rl().non_data.keys().copied().collect()
@@ -677,7 +687,9 @@ impl Inner {
         Ok(())
     }
 
-    fn entries(&self, low: u64, high: u64, max_size: Option<u64>) -> raft::Result<Vec<Entry>> {
+    /// Entries `low..high`; data entries without their batch unless `payload` (see
+    /// [`payload_wanted`]).
+    fn entries(&self, low: u64, high: u64, max_size: Option<u64>, payload: bool) -> raft::Result<Vec<Entry>> {
         if low < self.translator.first_index() {
             return Err(raft::Error::Store(raft::StorageError::Compacted));
         }
@@ -688,6 +700,20 @@ impl Inner {
             return Ok(Vec::new());
         }
         let unavailable = || raft::Error::Store(raft::StorageError::Unavailable);
+        if !payload {
+            return (low..high)
+                .map(|index| match self.non_data.get(&index) {
+                    Some(e) => Ok(e.clone()),
+                    None => Ok(Entry {
+                        entry_type: EntryType::EntryNormal as i32,
+                        term: self.term(index).ok_or_else(unavailable)?,
+                        index,
+                        ..Default::default()
+                    }),
+                })
+                .collect();
+        }
+        self.payload_reads.fetch_add(1, Ordering::Relaxed);
         // The first entry may start below the log start (DeleteRecords cut inside its batch): the
         // read from the log start returns that batch whole.
         let from = self
@@ -751,9 +777,9 @@ impl Storage for LogStorage {
         low: u64,
         high: u64,
         max_size: impl Into<Option<u64>>,
-        _context: GetEntriesContext,
+        context: GetEntriesContext,
     ) -> raft::Result<Vec<Entry>> {
-        self.rl().entries(low, high, max_size.into())
+        self.rl().entries(low, high, max_size.into(), payload_wanted(&context))
     }
 
     fn term(&self, idx: u64) -> raft::Result<u64> {
@@ -797,6 +823,20 @@ impl Storage for LogStorage {
             }),
         })
     }
+}
+
+/// Whether raft-rs reads entries for their data. Besides sending entries to a follower it reads
+/// them for the committed entries of a `Ready` and to look for a pending configuration change
+/// (before a leader transfer, or when a vote moved the commit index). None of those looks into a
+/// data entry: the partition log is the state machine, applied by offset (`group_driver::apply`),
+/// so they skip the log read, and its copy and CRC check, which cost every replica a read of
+/// each batch it had just written. Non-data entries always come whole. raft-rs shows the reason
+/// only through `Debug` (`GetEntriesContext(GenReady)`).
+fn payload_wanted(context: &GetEntriesContext) -> bool {
+    let reason = format!("{context:?}");
+    !["GenReady", "TransferLeader", "CommitByVote"]
+        .iter()
+        .any(|r| reason.contains(r))
 }
 
 // --- side-store encodings (big-endian, inside a `checkpoint` file) ---

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use common::wire::Wire;
 use common::{all_batches, kafka_batch, tag_of};
+use raft::Storage as _;
 use skiff_replication::group_driver::{
     Committed, DriverConfig, DriverError, ELECTION_TICK_DEFAULT, GroupDriver, GroupId, NodeId, Output, Proposal,
     ReplicaSpec, remote_proposal, tracing_logger,
@@ -658,6 +659,14 @@ fn proposals_between_the_halves_of_a_pass_commit_in_order() {
             },
         ]
     );
+    // The commits came from the offset translator: no batch was read back from the log for them.
+    let store = d.store(g).unwrap();
+    assert_eq!(store.payload_reads(), 0);
+    let read = store
+        .entries(a.index, c.index + 1, None, raft::GetEntriesContext::empty(false))
+        .unwrap();
+    assert!(read.iter().all(|e| !e.data.is_empty()), "{read:?}");
+    assert_eq!(store.payload_reads(), 1);
     assert_eq!(d.store(g).unwrap().high_watermark(), 6);
 
     // Durable: a crash (no shutdown) keeps all three batches in order.
