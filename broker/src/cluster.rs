@@ -377,8 +377,8 @@ impl Cluster {
             }
             // On this worker, not under `block_in_place`: a pass is short (its fsyncs are the
             // raft-fsync thread's), and handing the worker's queue to another thread on every
-            // pass cost a replicating broker a third of its produce throughput. The one long
-            // part, opening replicas, hands it over itself (`pass`).
+            // pass cost a replicating broker a third of its produce throughput. The long parts,
+            // opening replicas and checkpointing commit indexes, hand it over themselves (`pass`).
             let (out, pass) = self.pass(&broker, done, messages, tick, checkpoint);
             if !pass.is_empty() && !syncer.submit(pass) {
                 sync_thread_lost();
@@ -472,7 +472,8 @@ impl Cluster {
             self.update_isr(&driver);
         }
         if checkpoint {
-            for (group, e) in driver.persist_commits() {
+            // A `raft-state` write (with fsyncs) per group whose commit moved: long, like opening.
+            for (group, e) in tokio::task::block_in_place(|| driver.persist_commits()) {
                 tracing::error!(%group, error = %e, "could not checkpoint the commit index");
             }
         }
