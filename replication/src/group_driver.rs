@@ -297,12 +297,6 @@ impl ReadyPass {
     /// fsyncs every log the pass wrote, up to `MAX_PARALLEL_SYNCS` at once.
     pub fn sync(&mut self, now_ms: i64) {
         let mut todo: Vec<&mut SyncTarget> = self.targets.values_mut().filter(|t| t.result.is_none()).collect();
-        if todo.len() <= 1 {
-            for t in todo {
-                t.result = Some(t.store.sync(now_ms));
-            }
-            return;
-        }
         let stores = todo.iter().map(|t| t.store.clone()).collect();
         for (t, result) in todo.iter_mut().zip(SyncPool::shared().sync_all(stores, now_ms)) {
             t.result = result;

@@ -512,6 +512,11 @@ impl LogStorage {
         self.rl().translator.offsets_of(index)
     }
 
+    /// Whether entry `index` is a data entry (a Kafka batch) of this log.
+    pub fn is_data_index(&self, index: u64) -> bool {
+        self.rl().translator.is_data(index)
+    }
+
     /// How often raft-rs had data entries read back from the partition log with their batches
     /// (to send them to a follower, see [`payload_wanted`]).
     pub fn payload_reads(&self) -> u64 {

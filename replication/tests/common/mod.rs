@@ -244,8 +244,7 @@ fn apply(node: &mut Node, entries: Vec<Entry>) {
             panic!("no configuration change is proposed in these tests");
         }
         // Committed data entries come without their batch: the offset translator tells them apart.
-        let is_data = node.store.offsets_of_index(e.index).is_some_and(|o| !o.is_empty());
-        node.applied.push((e.index, is_data));
+        node.applied.push((e.index, node.store.is_data_index(e.index)));
     }
 }
 
